@@ -1,0 +1,75 @@
+"""One typed settings object for every component.
+
+Values come from environment variables prefixed ``FOOTFALL_`` (nested fields use ``__``,
+e.g. ``FOOTFALL_KAFKA__BOOTSTRAP=broker:9092``) and from an optional ``.env`` file in the
+working directory. Defaults match the local stack started by ``python -m infra.local up`` and
+the ports published by ``docker-compose.yml``.
+
+>>> s = Settings()
+>>> s.kafka.bootstrap
+'127.0.0.1:9092'
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "footfall"
+    # Every camera-keyed topic has this many partitions; it bounds how many workers share the load.
+    partitions: int = Field(default=12, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class DatabaseSettings(BaseModel):
+    # Clients connect through pgbouncer (transaction pooling): no session state, no server-side
+    # prepared statements across transactions.
+    url: SecretStr = SecretStr("postgresql://footfall:footfall@127.0.0.1:5432/footfall")
+    pool_min: int = 1
+    pool_max: int = 4
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    api_port: int = 8080          # HTTP API (issue 5)
+    worker_web_port: int = 6066   # Faust web views
+    metrics_port: int = 9108      # Prometheus metrics of the grabbers
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FOOTFALL_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
+    # Where the local stack keeps its data, logs and downloaded jars/npm packages.
+    local_dir: Path = PROJECT_ROOT / ".local"
+    # Bearer token required by HTTP endpoints that change state. Unset = writes are refused.
+    api_token: SecretStr | None = None
+    # Key used to encrypt camera stream passwords at rest (pgcrypto). Unset = passwords refused.
+    secret_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,419 @@
+"""Wire records: everything on a topic is one of these, as plain JSON.
+
+Conventions:
+- times are UNIX epoch seconds (float, UTC); durations carry their unit in the name (``_ms``, ``_s``);
+- coordinates are pixels of the frame the detector saw (x right, y down, origin top-left);
+- every record has ``schema_version``; readers accept :attr:`WireRecord.SUPPORTED_VERSIONS`.
+
+>>> box = [10.0, 20.0, 50.0, 120.0, 0.9]
+>>> fd = FrameDetections(camera_id="cam-1", frame_seq=7, captured_at=1.7e9, frame_width=640,
+...                      frame_height=360, boxes=[box], model_name="yolov8s", model_version="8.3",
+...                      inference_ms=55.0, published_at=1.7e9 + 0.07)
+>>> parse(FrameDetections, fd.to_json()).boxes
+[[10.0, 20.0, 50.0, 120.0, 0.9]]
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from models.base import SCHEMA_VERSION, SchemaError, WireRecord, parse
+
+__all__ = [
+    "SCHEMA_VERSION", "SchemaError", "parse",
+    "FrameDetections", "StreamStats", "CountingLine", "Zone", "StreamSettings", "DetectionSettings",
+    "AlertThresholds", "CameraConfig", "CrossingEvent", "ZoneEvent", "WindowCount", "OccupancySample",
+    "Alert", "DeadLetter",
+]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+STREAM_STATUSES = ("online", "degraded", "offline")
+DIRECTIONS = ("in", "out")
+SEVERITIES = ("info", "warning", "error", "critical")
+ALERT_STATUSES = ("active", "acknowledged", "resolved")
+TRENDS = ("increasing", "decreasing", "stable")
+
+
+def _check_id(rec: WireRecord, field: str) -> None:
+    value = getattr(rec, field)
+    if not _ID.match(value):
+        rec.fail(field, f"{value!r} is not a valid id (letters, digits, '_.:-', at most 100 chars)")
+
+
+def _check_point(rec: WireRecord, field: str, point: list[float]) -> None:
+    if len(point) != 2:
+        rec.fail(field, f"a point is [x, y], got {len(point)} numbers")
+    if point[0] < 0 or point[1] < 0:
+        rec.fail(field, f"pixel coordinates must be >= 0, got {point}")
+
+
+def _check_nonneg(rec: WireRecord, *fields: str) -> None:
+    for field in fields:
+        value = getattr(rec, field)
+        if value is not None and value < 0:
+            rec.fail(field, f"must be >= 0, got {value}")
+
+
+def _check_choice(rec: WireRecord, field: str, choices: tuple[str, ...]) -> None:
+    value = getattr(rec, field)
+    if value not in choices:
+        rec.fail(field, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+# --------------------------------------------------------------------------- detections
+
+
+class FrameDetections(WireRecord):
+    """Person boxes found in one frame of one camera. Topic ``detections``, key ``camera_id``.
+
+    ``boxes`` are ``[x1, y1, x2, y2, confidence]`` (compact on purpose: this is the hot topic).
+    ``frame_seq`` increases strictly per camera, also across grabber restarts.
+    """
+
+    camera_id: str
+    frame_seq: int
+    captured_at: float
+    frame_width: int
+    frame_height: int
+    boxes: list[list[float]]
+    model_name: str
+    model_version: str
+    inference_ms: float
+    published_at: float
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_nonneg(self, "frame_seq", "captured_at", "inference_ms")
+        if self.frame_width <= 0 or self.frame_height <= 0:
+            self.fail("frame_width", f"frame size must be positive, got {self.frame_width}x{self.frame_height}")
+        for i, box in enumerate(self.boxes):
+            if len(box) != 5:
+                self.fail(f"boxes[{i}]", f"a box is [x1, y1, x2, y2, confidence], got {len(box)} numbers")
+            x1, y1, x2, y2, conf = box
+            if not (x2 > x1 and y2 > y1):
+                self.fail(f"boxes[{i}]", f"x2 > x1 and y2 > y1 required, got {box[:4]}")
+            if not 0.0 <= conf <= 1.0:
+                self.fail(f"boxes[{i}]", f"confidence must be within 0..1, got {conf}")
+
+
+class StreamStats(WireRecord):
+    """Health of one camera stream over the last ``window_s``. Topic ``stream-stats``, key ``camera_id``.
+
+    Counters (``dropped_frames``, ``decode_errors``, ``reconnects``) are totals since the grabber
+    started, so a lost message loses nothing; rates and percentiles cover the window.
+    """
+
+    camera_id: str
+    grabber_id: str
+    at: float
+    status: str
+    window_s: float
+    input_fps: float
+    processed_fps: float
+    dropped_frames: int
+    decode_errors: int
+    reconnects: int
+    inference_ms_p50: float | None = None
+    inference_ms_p95: float | None = None
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    frame_width: int | None = None
+    frame_height: int | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    last_error: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_choice(self, "status", STREAM_STATUSES)
+        _check_nonneg(
+            self, "window_s", "input_fps", "processed_fps", "dropped_frames", "decode_errors", "reconnects",
+            "inference_ms_p50", "inference_ms_p95", "latency_ms_p50", "latency_ms_p95",
+        )
+
+
+# --------------------------------------------------------------------------- camera configuration
+
+
+class CountingLine(WireRecord):
+    """A directed counting line from ``start`` to ``end``.
+
+    ``in`` means moving onto the right-hand side of the arrow start -> end as it looks on screen:
+    an arrow drawn upwards counts left-to-right movement as ``in``, one drawn downwards counts
+    right-to-left movement as ``in``. ``count`` limits which directions are counted.
+    """
+
+    line_id: str
+    start: list[float]
+    end: list[float]
+    name: str = ""
+    count: str = "both"  # both | in_only | out_only
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "line_id")
+        _check_point(self, "start", self.start)
+        _check_point(self, "end", self.end)
+        if self.start == self.end:
+            self.fail("end", "a line needs two distinct points")
+        _check_choice(self, "count", ("both", "in_only", "out_only"))
+
+
+class Zone(WireRecord):
+    """A polygon whose occupancy, dwell time and capacity use are tracked."""
+
+    zone_id: str
+    polygon: list[list[float]]
+    name: str = ""
+    capacity: int | None = None
+    # Occupancy (percent of capacity) at which a capacity alert fires.
+    alert_threshold_pct: float | None = None
+    area_sqm: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "zone_id")
+        if len(self.polygon) < 3:
+            self.fail("polygon", f"a zone needs at least 3 points, got {len(self.polygon)}")
+        for i, p in enumerate(self.polygon):
+            _check_point(self, f"polygon[{i}]", p)
+        if self.capacity is not None and self.capacity <= 0:
+            self.fail("capacity", f"must be positive, got {self.capacity}")
+        if self.area_sqm is not None and self.area_sqm <= 0:
+            self.fail("area_sqm", f"must be positive, got {self.area_sqm}")
+        _check_nonneg(self, "alert_threshold_pct")
+
+
+class StreamSettings(WireRecord):
+    """Where and how a grabber reads a camera. Credentials never travel in here: ``url`` must
+    not carry a password; ``credentials_ref`` names the environment variable (on the grabber's
+    host) that holds it."""
+
+    url: str
+    protocol: str = "rtsp"  # rtsp | http | file | device
+    username: str | None = None
+    credentials_ref: str | None = None
+    timeout_s: float = 10.0
+    retry_count: int = 3
+    retry_interval_s: float = 5.0
+    target_fps: float = 10.0
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_choice(self, "protocol", ("rtsp", "http", "file", "device"))
+        if self.protocol in ("rtsp", "http"):
+            parts = urlsplit(self.url)
+            if parts.password:
+                self.fail("url", "must not contain a password; put it in the environment and name it in credentials_ref")
+        if self.credentials_ref is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.credentials_ref):
+            self.fail("credentials_ref", "must be an environment variable name (A-Z, 0-9, _)")
+        if self.timeout_s <= 0 or self.retry_interval_s <= 0 or self.target_fps <= 0:
+            self.fail("timeout_s", "timeout_s, retry_interval_s and target_fps must be positive")
+        _check_nonneg(self, "retry_count")
+
+
+class DetectionSettings(WireRecord):
+    """Detector settings for one camera; empty ``model`` means the grabber's default."""
+
+    model: str = ""
+    imgsz: int = 640
+    confidence: float = 0.3
+    # Polygon outside which detections are ignored; None = the whole frame.
+    region: list[list[float]] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        if not 32 <= self.imgsz <= 4096:
+            self.fail("imgsz", f"must be within 32..4096, got {self.imgsz}")
+        if not 0.0 < self.confidence <= 1.0:
+            self.fail("confidence", f"must be within (0, 1], got {self.confidence}")
+        if self.region is not None:
+            if len(self.region) < 3:
+                self.fail("region", "a detection region needs at least 3 points")
+            for i, p in enumerate(self.region):
+                _check_point(self, f"region[{i}]", p)
+
+
+class AlertThresholds(WireRecord):
+    """Per-camera alert thresholds; defaults are the product notes' (seed 000)."""
+
+    offline_after_s: float = 300.0          # camera_offline (critical): no heartbeat for 5 min
+    min_stream_fps_ratio: float = 0.7       # poor_stream_quality (warning): processed/target fps
+    max_frame_drop_pct: float = 10.0        # high_frame_drops (warning)
+    max_latency_ms: float = 1000.0          # high_latency (error): capture -> publish
+    max_reconnects_per_hour: int = 5        # connection_issues (critical)
+    max_inference_ms: float = 200.0         # high_inference_latency (warning)
+    max_processing_latency_ms: float = 500.0  # high_processing_latency (error): capture -> counted
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_nonneg(
+            self, "offline_after_s", "min_stream_fps_ratio", "max_frame_drop_pct", "max_latency_ms",
+            "max_reconnects_per_hour", "max_inference_ms", "max_processing_latency_ms",
+        )
+
+
+class CameraConfig(WireRecord):
+    """Everything about one camera that is data, not code. Topic ``camera-config`` (compacted),
+    key ``camera_id``; a tombstone (null value) removes the camera."""
+
+    camera_id: str
+    name: str = ""
+    enabled: bool = True
+    tenant: str = "default"
+    location: str | None = None
+    groups: list[str] = []  # noqa: RUF012 - faust copies defaults per instance
+    timezone: str = "UTC"
+    stream: StreamSettings | None = None
+    detection: DetectionSettings | None = None
+    lines: list[CountingLine] = []  # noqa: RUF012
+    zones: list[Zone] = []  # noqa: RUF012
+    thresholds: AlertThresholds | None = None
+    updated_at: float = 0.0
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        for field, items, key in (("lines", self.lines, "line_id"), ("zones", self.zones, "zone_id")):
+            ids = [getattr(item, key) for item in items]
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                self.fail(field, f"duplicate {key} {dupes[0]!r}")
+        for g in self.groups:
+            if not _ID.match(g):
+                self.fail("groups", f"{g!r} is not a valid group id")
+
+
+# --------------------------------------------------------------------------- counting outputs
+
+
+class CrossingEvent(WireRecord):
+    """One person crossing one line once. Topic ``crossings``, key ``camera_id``.
+
+    ``event_id`` is deterministic (camera, line, track, direction, frame) so a replay produces
+    the same id and sinks drop the duplicate.
+    """
+
+    event_id: str
+    camera_id: str
+    line_id: str
+    track_id: int
+    direction: str
+    frame_seq: int
+    occurred_at: float
+    processed_at: float
+    x: float
+    y: float
+    confidence: float = 1.0
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_id(self, "line_id")
+        _check_choice(self, "direction", DIRECTIONS)
+        _check_nonneg(self, "track_id", "frame_seq", "occurred_at")
+
+
+class ZoneEvent(WireRecord):
+    """A person entering or leaving a zone; exits carry the dwell time. Topic ``zone-events``."""
+
+    event_id: str
+    camera_id: str
+    zone_id: str
+    track_id: int
+    kind: str  # enter | exit
+    frame_seq: int
+    occurred_at: float
+    processed_at: float
+    dwell_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_id(self, "zone_id")
+        _check_choice(self, "kind", ("enter", "exit"))
+        _check_nonneg(self, "track_id", "frame_seq", "occurred_at", "dwell_s")
+
+
+class WindowCount(WireRecord):
+    """Crossings of one line in one direction in a tumbling window ``[window_start, window_end)``.
+    Re-emitted as late events arrive; ``final`` once the grace period has passed.
+    Topic ``window-counts``, key ``camera_id``."""
+
+    camera_id: str
+    line_id: str
+    direction: str
+    window_start: float
+    window_end: float
+    count: int
+    updated_at: float
+    final: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_choice(self, "direction", DIRECTIONS)
+        if self.window_end <= self.window_start:
+            self.fail("window_end", "must be after window_start")
+        _check_nonneg(self, "count")
+
+
+class OccupancySample(WireRecord):
+    """People inside one zone at one moment. Topic ``occupancy``, key ``camera_id``."""
+
+    camera_id: str
+    zone_id: str
+    at: float
+    count: int
+    capacity: int | None = None
+    capacity_pct: float | None = None
+    density_per_sqm: float | None = None
+    avg_dwell_s: float | None = None
+    trend: str = "stable"
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_nonneg(self, "count", "capacity_pct", "density_per_sqm", "avg_dwell_s")
+        _check_choice(self, "trend", TRENDS)
+
+
+# --------------------------------------------------------------------------- alerts and errors
+
+
+class Alert(WireRecord):
+    """An alert and its lifecycle (active -> acknowledged -> resolved). Topic ``alerts``, key
+    ``alert_id``; the latest record per id is the alert's state."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    status: str
+    title: str
+    triggered_at: float
+    updated_at: float
+    camera_id: str | None = None
+    description: str = ""
+    metric_value: float | None = None
+    threshold: float | None = None
+    resolved_at: float | None = None
+    acknowledged_by: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_choice(self, "severity", SEVERITIES)
+        _check_choice(self, "status", ALERT_STATUSES)
+
+
+class DeadLetter(WireRecord):
+    """A message that failed validation, with where it came from and why. Topic ``dead-letter``."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    error: str
+    value: str  # the raw value, decoded as UTF-8 with replacement, truncated to 64 KiB
+    key: str | None = None
+    at: float = 0.0
+    schema_version: int = SCHEMA_VERSION
