@@ -43,9 +43,9 @@ class RedisSettings(BaseModel):
 
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
-    api_port: int = 8080          # HTTP API (issue 5)
-    worker_web_port: int = 6066   # Faust web views
-    metrics_port: int = 9108      # Prometheus metrics of the grabbers
+    api_port: int = 8080  # HTTP API (issue 5)
+    worker_web_port: int = 6066  # Faust web views
+    metrics_port: int = 9108  # Prometheus metrics of the grabbers
 
 
 class Settings(BaseSettings):

@@ -19,7 +19,22 @@ from models.records import (
 )
 
 __all__ = [
-    "SCHEMA_VERSION", "SchemaError", "WireRecord", "parse", "Alert", "AlertThresholds", "CameraConfig",
-    "CountingLine", "CrossingEvent", "DeadLetter", "DetectionSettings", "FrameDetections",
-    "OccupancySample", "StreamSettings", "StreamStats", "WindowCount", "Zone", "ZoneEvent",
+    "SCHEMA_VERSION",
+    "SchemaError",
+    "WireRecord",
+    "parse",
+    "Alert",
+    "AlertThresholds",
+    "CameraConfig",
+    "CountingLine",
+    "CrossingEvent",
+    "DeadLetter",
+    "DetectionSettings",
+    "FrameDetections",
+    "OccupancySample",
+    "StreamSettings",
+    "StreamStats",
+    "WindowCount",
+    "Zone",
+    "ZoneEvent",
 ]

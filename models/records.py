@@ -21,10 +21,23 @@ from urllib.parse import urlsplit
 from models.base import SCHEMA_VERSION, SchemaError, WireRecord, parse
 
 __all__ = [
-    "SCHEMA_VERSION", "SchemaError", "parse",
-    "FrameDetections", "StreamStats", "CountingLine", "Zone", "StreamSettings", "DetectionSettings",
-    "AlertThresholds", "CameraConfig", "CrossingEvent", "ZoneEvent", "WindowCount", "OccupancySample",
-    "Alert", "DeadLetter",
+    "SCHEMA_VERSION",
+    "SchemaError",
+    "parse",
+    "FrameDetections",
+    "StreamStats",
+    "CountingLine",
+    "Zone",
+    "StreamSettings",
+    "DetectionSettings",
+    "AlertThresholds",
+    "CameraConfig",
+    "CrossingEvent",
+    "ZoneEvent",
+    "WindowCount",
+    "OccupancySample",
+    "Alert",
+    "DeadLetter",
 ]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -130,8 +143,17 @@ class StreamStats(WireRecord):
         _check_id(self, "camera_id")
         _check_choice(self, "status", STREAM_STATUSES)
         _check_nonneg(
-            self, "window_s", "input_fps", "processed_fps", "dropped_frames", "decode_errors", "reconnects",
-            "inference_ms_p50", "inference_ms_p95", "latency_ms_p50", "latency_ms_p95",
+            self,
+            "window_s",
+            "input_fps",
+            "processed_fps",
+            "dropped_frames",
+            "decode_errors",
+            "reconnects",
+            "inference_ms_p50",
+            "inference_ms_p95",
+            "latency_ms_p50",
+            "latency_ms_p95",
         )
 
 
@@ -207,7 +229,7 @@ class StreamSettings(WireRecord):
         if self.protocol in ("rtsp", "http"):
             parts = urlsplit(self.url)
             if parts.password:
-                self.fail("url", "must not contain a password; put it in the environment and name it in credentials_ref")
+                self.fail("url", "must not contain a password; name its environment variable in credentials_ref")
         if self.credentials_ref is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.credentials_ref):
             self.fail("credentials_ref", "must be an environment variable name (A-Z, 0-9, _)")
         if self.timeout_s <= 0 or self.retry_interval_s <= 0 or self.target_fps <= 0:
@@ -240,19 +262,25 @@ class DetectionSettings(WireRecord):
 class AlertThresholds(WireRecord):
     """Per-camera alert thresholds; defaults are the product notes' (seed 000)."""
 
-    offline_after_s: float = 300.0          # camera_offline (critical): no heartbeat for 5 min
-    min_stream_fps_ratio: float = 0.7       # poor_stream_quality (warning): processed/target fps
-    max_frame_drop_pct: float = 10.0        # high_frame_drops (warning)
-    max_latency_ms: float = 1000.0          # high_latency (error): capture -> publish
-    max_reconnects_per_hour: int = 5        # connection_issues (critical)
-    max_inference_ms: float = 200.0         # high_inference_latency (warning)
+    offline_after_s: float = 300.0  # camera_offline (critical): no heartbeat for 5 min
+    min_stream_fps_ratio: float = 0.7  # poor_stream_quality (warning): processed/target fps
+    max_frame_drop_pct: float = 10.0  # high_frame_drops (warning)
+    max_latency_ms: float = 1000.0  # high_latency (error): capture -> publish
+    max_reconnects_per_hour: int = 5  # connection_issues (critical)
+    max_inference_ms: float = 200.0  # high_inference_latency (warning)
     max_processing_latency_ms: float = 500.0  # high_processing_latency (error): capture -> counted
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
         _check_nonneg(
-            self, "offline_after_s", "min_stream_fps_ratio", "max_frame_drop_pct", "max_latency_ms",
-            "max_reconnects_per_hour", "max_inference_ms", "max_processing_latency_ms",
+            self,
+            "offline_after_s",
+            "min_stream_fps_ratio",
+            "max_frame_drop_pct",
+            "max_latency_ms",
+            "max_reconnects_per_hour",
+            "max_inference_ms",
+            "max_processing_latency_ms",
         )
 
 
