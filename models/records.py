@@ -81,7 +81,9 @@ class FrameDetections(WireRecord):
     """Person boxes found in one frame of one camera. Topic ``detections``, key ``camera_id``.
 
     ``boxes`` are ``[x1, y1, x2, y2, confidence]`` (compact on purpose: this is the hot topic).
-    ``frame_seq`` increases strictly per camera, also across grabber restarts.
+    ``frame_seq`` increases strictly per camera, also across grabber restarts and fail-overs:
+    producers derive it from the capture clock in microseconds, ``max(previous + 1, now_us)``.
+    Consumers treat a frame whose seq is not above the last one processed as already seen.
     """
 
     camera_id: str
