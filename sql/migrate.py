@@ -312,9 +312,10 @@ def _migrate_once(dsn: str, migrations: list[Migration], target: int | None, sch
                     raise MigrationError(f"{m.path.name} ended the runner's transaction")
                 elapsed_ms = round((time.perf_counter() - started) * 1000)
                 cur.execute(
-                    sql.SQL("INSERT INTO {} (version, name, checksum, execution_ms) VALUES (%s, %s, %s, %s)").format(
-                        _table(schema)
-                    ),
+                    sql.SQL(
+                        "INSERT INTO {} (version, name, checksum, execution_ms, applied_at)"
+                        " VALUES (%s, %s, %s, %s, clock_timestamp())"
+                    ).format(_table(schema)),
                     (m.version, m.name, m.checksum, elapsed_ms),
                 )
             log.info("applied %s in %d ms", m.label, elapsed_ms)
