@@ -74,6 +74,19 @@ def utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
+def ahead(**delta: float) -> datetime:
+    """A UTC midnight ten days from now, plus ``delta``.
+
+    Rows read back through continuous aggregates are dated ahead of now on purpose: a refresh
+    never materializes past ``now() - end_offset``, so these rows always sit above the watermark
+    and the real-time part of the aggregate must answer for them: on PGlite (whose jobs never run)
+    and on the official image alike, where the refresh policies run every minute and a row dated
+    in the past, inserted behind the watermark, would stay invisible until the next refresh.
+    """
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + timedelta(days=10) + timedelta(**delta)
+
+
 # --------------------------------------------------------------------------- structure
 
 
@@ -225,9 +238,8 @@ def _insert_crossings(db: psycopg.Connection, events: list[tuple]) -> int:
 
 
 def test_crossing_aggregates_sum_the_events_without_a_refresh(db: psycopg.Connection, camera: str) -> None:
-    # Across a UTC midnight, so every level has more than one bucket; recent enough to be "hot".
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    events = _crossings(camera, midnight - timedelta(minutes=90), 400)  # ~4 h of events
+    # Across a UTC midnight, so every level has more than one bucket.
+    events = _crossings(camera, ahead(minutes=-90), 400)  # ~4 h of events
     assert _insert_crossings(db, events) == 400
     assert _insert_crossings(db, events) == 0  # a replayed batch: ON CONFLICT DO NOTHING drops it all
 
@@ -262,7 +274,7 @@ def test_crossing_aggregates_sum_the_events_without_a_refresh(db: psycopg.Connec
 
 
 def test_peak_hour_comes_from_the_hourly_aggregate(db: psycopg.Connection, camera: str) -> None:
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    day = ahead()
     per_hour = {8: 5, 12: 30, 17: 12}
     events = []
     for hour, n in per_hour.items():
@@ -280,7 +292,7 @@ def test_peak_hour_comes_from_the_hourly_aggregate(db: psycopg.Connection, camer
 
 
 def test_occupancy_averages_carry_sums_not_averages_of_averages(db: psycopg.Connection, camera: str) -> None:
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    hour = ahead(hours=5)
     # One sample of 10 in the first minute, three samples (0, 0, 2) in the next one.
     samples = [(hour, 10), (hour + timedelta(seconds=60), 0), (hour + timedelta(seconds=70), 0)]
     samples.append((hour + timedelta(seconds=80), 2))
@@ -303,7 +315,7 @@ def test_occupancy_averages_carry_sums_not_averages_of_averages(db: psycopg.Conn
 
 
 def test_stream_health_per_camera_hour(db: psycopg.Connection, camera: str) -> None:
-    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    hour = ahead(hours=3)
     stats = [  # at + s, status, processed_fps, dropped (total), reconnects (total), latency p95
         (0, "online", 10.0, 0, 0, 100.0),
         (600, "online", 8.0, 30, 1, 300.0),
