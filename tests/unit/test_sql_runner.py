@@ -140,3 +140,31 @@ def test_the_projects_migrations_are_well_formed() -> None:
     assert "WITH DATA" not in code.replace("WITH NO DATA", "")
     assert "refresh_continuous_aggregate" not in code
     assert "pgcrypto" not in code
+
+
+def test_migrate_retries_a_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pgbouncer answers "server conn crashed?" once after the database restarts: retry, then go on."""
+    import psycopg
+
+    calls: list[int] = []
+
+    def flaky(dsn, migrations, target, schema, out) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server conn crashed?")
+        out.append(migrations[0])
+
+    monkeypatch.setattr(m, "_migrate_once", flaky)
+    monkeypatch.setattr(m.time, "sleep", lambda s: None)
+    assert [x.version for x in m.migrate("postgresql://unused")] == [1]
+    assert len(calls) == 2
+
+    def down(*args: object) -> None:
+        calls.append(1)
+        raise psycopg.OperationalError("connection refused")
+
+    calls.clear()
+    monkeypatch.setattr(m, "_migrate_once", down)
+    with pytest.raises(psycopg.OperationalError):
+        m.migrate("postgresql://unused", attempts=2)
+    assert len(calls) == 2
