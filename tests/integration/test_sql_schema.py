@@ -103,7 +103,7 @@ def test_hypertables_partition_on_time_with_sensible_chunks(db: psycopg.Connecti
                FROM timescaledb_information.dimensions WHERE hypertable_schema = 'public'""",
         )
     )
-    assert found == {
+    expected = {
         "crossing_events": '(occurred_at,"1 day")',
         "zone_events": '(occurred_at,"1 day")',
         "occupancy_samples": '(at,"1 day")',
@@ -111,6 +111,7 @@ def test_hypertables_partition_on_time_with_sensible_chunks(db: psycopg.Connecti
         "line_counts_1m": '(bucket,"7 days")',
         "alerts": '(triggered_at,"7 days")',
     }
+    assert {name: found.get(name) for name in expected} == expected  # later migrations may add more
 
 
 def test_compression_is_segmented_by_camera(db: psycopg.Connection) -> None:
@@ -133,7 +134,8 @@ def test_compression_is_segmented_by_camera(db: psycopg.Connection) -> None:
                WHERE hypertable_schema = 'public'""",
         )
     )
-    assert enabled == {t: True for t in [*RAW_TABLES, "line_counts_1m"]} | {"alerts": False}
+    expected = {t: True for t in [*RAW_TABLES, "line_counts_1m"]} | {"alerts": False}
+    assert {name: enabled.get(name) for name in expected} == expected
 
 
 def test_continuous_aggregates_are_stacked_and_real_time(db: psycopg.Connection) -> None:
@@ -146,7 +148,7 @@ def test_continuous_aggregates_are_stacked_and_real_time(db: psycopg.Connection)
                FROM timescaledb_information.continuous_aggregates WHERE view_schema = 'public'""",
         )
     }
-    assert set(caggs) == {
+    assert set(caggs) >= {
         "crossings_1m",
         "crossings_1h",
         "crossings_1d",
@@ -161,7 +163,7 @@ def test_continuous_aggregates_are_stacked_and_real_time(db: psycopg.Connection)
     for kind in ("crossings", "occupancy"):  # each level reads the one below
         assert caggs[f"{kind}_1h"][0] == caggs[f"{kind}_1m"][1]
         assert caggs[f"{kind}_1d"][0] == caggs[f"{kind}_1h"][1]
-    for view, (_, _, materialized_only, compressed) in caggs.items():
+    for view, (_, _, materialized_only, compressed) in caggs.items():  # every aggregate, later ones too
         assert materialized_only is False, view
         assert compressed is True, view
 
@@ -194,7 +196,7 @@ def test_policies_follow_the_hot_warm_cold_lifecycle(db: psycopg.Connection) -> 
     assert days("alerts", "retention", "drop_after") == "1 year"
     assert ("compression", "alerts") not in jobs
     refresh = {t: c for (k, t), c in jobs.items() if k == "refresh_continuous_aggregate"}
-    assert set(refresh) == {"crossings_1m", "crossings_1h", "crossings_1d", "occupancy_1m", "occupancy_1h"} | {
+    assert set(refresh) >= {"crossings_1m", "crossings_1h", "crossings_1d", "occupancy_1m", "occupancy_1h"} | {
         "occupancy_1d",
         "stream_health_1h",
     }
