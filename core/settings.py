@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     local_dir: Path = PROJECT_ROOT / ".local"
     # Bearer token required by HTTP endpoints that change state. Unset = writes are refused.
     api_token: SecretStr | None = None
-    # Key used to encrypt camera stream passwords at rest (pgcrypto). Unset = passwords refused.
+    # Key that encrypts camera stream passwords at rest (sql/credentials.py, Fernet). Unset = passwords refused.
     secret_key: SecretStr | None = None
     log_level: str = "INFO"
 
