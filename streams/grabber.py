@@ -1,0 +1,394 @@
+"""The grabber: cameras -> shared batched detector -> detections and stream-stats topics.
+
+One process runs many cameras. Each camera has a reader thread (:mod:`streams.capture`) keeping
+its newest sampled frame; the main loop takes the newest frame of every camera that has one,
+groups them by (model, imgsz), runs one batched inference per group on the shared model, filters
+by each camera's confidence and detection region, and publishes one ``FrameDetections`` per frame.
+Every ``stats_interval_s`` it publishes a ``StreamStats`` per camera and updates the Prometheus
+metrics. Cameras start when this process gets their lease and stop the moment it loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from models.records import CameraConfig, DetectionSettings, FrameDetections, StreamStats
+from streams.capture import CameraReader, CaptureCounters, Frame
+from streams.config import select
+from streams.detector import Detector
+from streams.health import DEFAULT_THRESHOLDS, GrabberMetrics, StatusInputs, WindowSamples, percentile, stream_status
+from streams.publisher import KafkaPublisher
+from streams.region import filter_boxes
+from streams.seq import SeqClock
+from streams.sources import make_source
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETECTION = DetectionSettings()
+
+
+@dataclass
+class GrabberOptions:
+    grabber_id: str
+    stats_interval_s: float = 5.0
+    default_model: str = ""
+    imgsz: int | None = None  # overrides every camera's detection.imgsz
+    realtime_files: bool = True
+    loop_files: bool = True
+    backoff_cap_s: float = 60.0
+    max_batch: int = 16
+    cameras: list[str] | None = None  # only these camera ids
+
+
+def box_rows(boxes: np.ndarray) -> list[list[float]]:
+    """Compact wire boxes: pixels to 0.1, confidence to 0.001, degenerate boxes dropped.
+
+    >>> box_rows(np.array([[1.04, 2.0, 30.0, 40.0, 0.91234], [5.0, 5.0, 5.02, 9.0, 0.5]]))
+    [[1.0, 2.0, 30.0, 40.0, 0.912]]
+    """
+    rows = []
+    for x1, y1, x2, y2, conf in np.asarray(boxes, dtype=float).reshape(-1, 5):
+        row = [round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1), round(min(max(conf, 0.0), 1.0), 3)]
+        if row[2] > row[0] and row[3] > row[1]:
+            rows.append([float(v) for v in row])
+    return rows
+
+
+def _add(a: CaptureCounters, b: CaptureCounters) -> CaptureCounters:
+    return CaptureCounters(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(CaptureCounters)})
+
+
+def _sub(a: CaptureCounters, b: CaptureCounters) -> CaptureCounters:
+    return CaptureCounters(**{f.name: getattr(a, f.name) - getattr(b, f.name) for f in fields(CaptureCounters)})
+
+
+@dataclass
+class CameraRuntime:
+    """Everything the grabber keeps for one camera it owns."""
+
+    config: CameraConfig
+    reader: CameraReader
+    seq: SeqClock = field(default_factory=SeqClock)
+    window: WindowSamples = field(default_factory=WindowSamples)
+    window_started: float = field(default_factory=time.monotonic)
+    base: CaptureCounters = field(default_factory=CaptureCounters)  # totals of earlier readers (config changes)
+    last_tick: CaptureCounters = field(default_factory=CaptureCounters)
+    lost_seen: int = 0
+    revoked: bool = False
+    status: str = "offline"
+    model_name: str | None = None
+    model_version: str | None = None
+
+    @property
+    def camera_id(self) -> str:
+        return self.config.camera_id
+
+    @property
+    def detection(self) -> DetectionSettings:
+        return self.config.detection or DEFAULT_DETECTION
+
+    def totals(self) -> CaptureCounters:
+        return _add(self.base, self.reader.counters)
+
+
+class Grabber:
+    def __init__(
+        self,
+        options: GrabberOptions,
+        publisher: KafkaPublisher,
+        detector: Detector,
+        leases,
+        metrics: GrabberMetrics | None = None,
+        config_source: Callable[[], tuple[list[CameraConfig], bool]] | None = None,
+    ) -> None:
+        self.options = options
+        self.publisher = publisher
+        self.detector = detector
+        self.leases = leases
+        self.metrics = metrics or GrabberMetrics()
+        self.config_source = config_source
+        self.wake = threading.Event()
+        self.cameras: dict[str, CameraRuntime] = {}
+        self.selected: dict[str, CameraConfig] = {}
+        self._lock = threading.Lock()
+        self._next_tick = time.monotonic() + options.stats_interval_s
+        self.published = 0
+
+    # ------------------------------------------------------------------ configuration
+
+    def model_spec(self, cfg: CameraConfig) -> str:
+        return (cfg.detection.model if cfg.detection else "") or self.options.default_model
+
+    def imgsz(self, cfg: CameraConfig) -> int:
+        return self.options.imgsz or (cfg.detection or DEFAULT_DETECTION).imgsz
+
+    def set_configs(self, configs: Iterable[CameraConfig]) -> None:
+        """Apply a new set of camera configs: start, restart or stop cameras to match."""
+        selected = select(configs, self.options.cameras)
+        self.selected = selected
+        for cid in list(self.cameras):
+            if cid not in selected:
+                self._stop_camera(cid, "removed from the configuration")
+            elif selected[cid].to_json() != self.cameras[cid].config.to_json():
+                self._restart_camera(cid, selected[cid])
+        self.leases.want(selected)
+
+    def warm_up(self) -> None:
+        """Load every model the selected cameras need and run one inference per (model, imgsz)."""
+        for spec, imgsz in sorted({(self.model_spec(c), self.imgsz(c)) for c in self.selected.values()}):
+            t0 = time.perf_counter()
+            self.detector.warm_up(spec, imgsz)
+            log.info("warmed up %s at imgsz %d in %.1f s", spec or "default model", imgsz, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ camera lifecycle
+
+    def _reader(self, cfg: CameraConfig) -> CameraReader:
+        assert cfg.stream is not None
+        stream = cfg.stream
+        return CameraReader(
+            cfg.camera_id,
+            stream,
+            lambda: make_source(cfg.camera_id, stream),
+            self.wake,
+            realtime=self.options.realtime_files,
+            loop=self.options.loop_files,
+            backoff_cap_s=self.options.backoff_cap_s,
+        )
+
+    def _start_camera(self, cid: str) -> None:
+        cfg = self.selected.get(cid)
+        if cfg is None or cid in self.cameras:
+            return
+        loaded = self.detector.model(self.model_spec(cfg))
+        rt = CameraRuntime(cfg, self._reader(cfg))
+        rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
+        with self._lock:
+            self.cameras[cid] = rt
+        rt.reader.start()
+        self.metrics.lease_held.labels(cid).set(1)
+        log.info("%s: started (%s)", cid, rt.reader.source_factory())
+
+    def _restart_camera(self, cid: str, cfg: CameraConfig) -> None:
+        rt = self.cameras[cid]
+        rt.reader.stop()
+        rt.base = _add(rt.base, rt.reader.counters)
+        rt.config = cfg
+        rt.reader = self._reader(cfg)
+        loaded = self.detector.model(self.model_spec(cfg))
+        rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
+        rt.reader.start()
+        log.info("%s: configuration changed; restarted", cid)
+
+    def _stop_camera(self, cid: str, reason: str) -> None:
+        with self._lock:
+            rt = self.cameras.pop(cid, None)
+        if rt is None:
+            return
+        rt.revoked = True
+        rt.reader.stop()
+        self.metrics.forget(cid)
+        log.info("%s: stopped (%s)", cid, reason)
+
+    def revoke(self, cid: str) -> None:
+        """Lease lost (called from the lease thread): stop publishing and reading at once."""
+        rt = self.cameras.get(cid)
+        if rt is not None:
+            rt.revoked = True
+            rt.reader.stop(join_s=0)
+
+    def _handle_lease_events(self) -> None:
+        while True:
+            try:
+                ev = self.leases.events.get_nowait()
+            except Exception:
+                return
+            if ev.kind == "acquired":
+                self._start_camera(ev.camera_id)
+            elif ev.kind == "lost":
+                self._stop_camera(ev.camera_id, ev.reason or "lease lost")
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event, duration_s: float | None = None) -> None:
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            self.step()
+        self.shutdown()
+
+    def step(self, idle_wait_s: float = 0.05) -> int:
+        """One iteration: housekeeping, then detect and publish the newest frames. Returns frames processed."""
+        self._housekeeping()
+        self.wake.clear()
+        batch = self._collect()
+        if not batch:
+            self.wake.wait(idle_wait_s)
+            return 0
+        groups: dict[tuple[str, int], list[tuple[CameraRuntime, Frame]]] = defaultdict(list)
+        for rt, frame in batch:
+            groups[(self.model_spec(rt.config), self.imgsz(rt.config))].append((rt, frame))
+        done = 0
+        for (spec, imgsz), items in groups.items():
+            for i in range(0, len(items), self.options.max_batch):
+                chunk = items[i : i + self.options.max_batch]
+                conf = min(rt.detection.confidence for rt, _ in chunk)
+                results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf)
+                for (rt, frame), boxes in zip(chunk, results, strict=True):
+                    self._publish_detections(rt, frame, boxes, ms)
+                    done += 1
+                self.publisher.poll(0)
+        return done
+
+    def _collect(self) -> list[tuple[CameraRuntime, Frame]]:
+        with self._lock:
+            cams = list(self.cameras.values())
+        out = []
+        for rt in cams:
+            if rt.revoked:
+                continue
+            frame = rt.reader.slot.take()
+            if frame is not None:
+                out.append((rt, frame))
+        return out
+
+    def _publish_detections(self, rt: CameraRuntime, frame: Frame, boxes: np.ndarray, inference_ms: float) -> None:
+        det = rt.detection
+        boxes = boxes[boxes[:, 4] >= det.confidence] if len(boxes) else boxes
+        boxes = filter_boxes(boxes, det.region)
+        h, w = frame.image.shape[:2]
+        now = time.time()
+        record = FrameDetections(
+            camera_id=rt.camera_id,
+            frame_seq=rt.seq.next(frame.captured_at),
+            captured_at=frame.captured_at,
+            frame_width=int(w),
+            frame_height=int(h),
+            boxes=box_rows(boxes),
+            model_name=rt.model_name or "unknown",
+            model_version=rt.model_version or "unknown",
+            inference_ms=round(inference_ms, 2),
+            published_at=now,
+        )
+        # The lease check is the last thing before the message leaves: a lost lease stops it here.
+        if rt.revoked or not self.leases.valid(rt.camera_id):
+            return
+        latency_ms = (now - frame.captured_at) * 1000.0
+        rt.window.add(inference_ms, latency_ms)
+        self.metrics.frames_processed.labels(rt.camera_id).inc()
+        self.metrics.inference_seconds.labels(rt.camera_id).observe(inference_ms / 1000.0)
+        self.metrics.latency_seconds.labels(rt.camera_id).observe(latency_ms / 1000.0)
+        if self.publisher.publish(record):
+            self.published += 1
+
+    # ------------------------------------------------------------------ housekeeping and stats
+
+    def _housekeeping(self) -> None:
+        self.publisher.poll(0)
+        self._handle_lease_events()
+        if self.config_source is not None:
+            configs, changed = self.config_source()
+            if changed:
+                self.set_configs(configs)
+        now = time.monotonic()
+        with self._lock:
+            cams = list(self.cameras.values())
+        for rt in cams:
+            rt.reader.check(now)
+        if now >= self._next_tick:
+            self._next_tick = now + self.options.stats_interval_s
+            for rt in cams:
+                if not rt.revoked:
+                    self._publish_stats(rt, now)
+
+    def stats_for(self, rt: CameraRuntime, now_mono: float) -> StreamStats:
+        """The camera's StreamStats for the window ending now, and start a new window."""
+        reader = rt.reader
+        window_s = max(now_mono - rt.window_started, 1e-3)
+        totals = rt.totals()
+        delta = _sub(totals, rt.last_tick)
+        samples = rt.window
+        connected_s = 0.0
+        if reader.connected and reader.connected_since is not None:
+            connected_s = min(window_s, now_mono - reader.connected_since)
+        lost_now = self.publisher.stats.lost_by_key.get(rt.camera_id, 0)
+        failing = self.publisher.failing()
+        status, reason = stream_status(
+            StatusInputs(
+                connected=reader.connected,
+                retries_exhausted=reader.retries_exhausted,
+                target_fps=reader.stream.target_fps,
+                source_fps=reader.nominal_fps,
+                processed_fps=samples.processed / connected_s if connected_s > 0 else 0.0,
+                connected_s=connected_s,
+                wanted_frames=delta.wanted_frames,
+                dropped_frames=delta.dropped_frames,
+                publish_failing=failing,
+                publish_error=self.publisher.stats.last_error,
+            ),
+            rt.config.thresholds or DEFAULT_THRESHOLDS,
+        )
+        last_error = reader.last_error or reason if not reader.connected else reason
+        size = reader.frame_size
+        stats = StreamStats(
+            camera_id=rt.camera_id,
+            grabber_id=self.options.grabber_id,
+            at=time.time(),
+            status=status,
+            window_s=round(window_s, 3),
+            input_fps=round(delta.input_frames / window_s, 2),
+            processed_fps=round(samples.processed / window_s, 2),
+            dropped_frames=totals.dropped_frames,
+            decode_errors=totals.decode_errors,
+            reconnects=totals.reconnects,
+            inference_ms_p50=_r(percentile(samples.inference_ms, 50)),
+            inference_ms_p95=_r(percentile(samples.inference_ms, 95)),
+            latency_ms_p50=_r(percentile(samples.latency_ms, 50)),
+            latency_ms_p95=_r(percentile(samples.latency_ms, 95)),
+            frame_width=size[0] if size else None,
+            frame_height=size[1] if size else None,
+            model_name=rt.model_name,
+            model_version=rt.model_version,
+            last_error=last_error[:500] if last_error else None,
+        )
+        m, cid = self.metrics, rt.camera_id
+        m.frames_input.labels(cid).inc(delta.input_frames)
+        m.frames_dropped.labels(cid).inc(delta.dropped_frames)
+        m.decode_errors.labels(cid).inc(delta.decode_errors)
+        m.reconnects.labels(cid).inc(delta.reconnects)
+        m.publish_dropped.labels(cid).inc(max(0, lost_now - rt.lost_seen))
+        m.input_fps.labels(cid).set(stats.input_fps)
+        m.processed_fps.labels(cid).set(stats.processed_fps)
+        m.set_status(cid, status)
+        if status != rt.status:
+            log.info("%s: status %s -> %s%s", cid, rt.status, status, f" ({last_error})" if last_error else "")
+        rt.status = status
+        rt.last_tick = totals
+        rt.lost_seen = lost_now
+        rt.window = WindowSamples()
+        rt.window_started = now_mono
+        return stats
+
+    def _publish_stats(self, rt: CameraRuntime, now_mono: float) -> None:
+        stats = self.stats_for(rt, now_mono)
+        if self.leases.valid(rt.camera_id):
+            self.publisher.publish(stats)
+
+    def shutdown(self, flush_s: float = 10.0) -> None:
+        with self._lock:
+            cids = list(self.cameras)
+        for cid in cids:
+            self._stop_camera(cid, "shutting down")
+        remaining = self.publisher.flush(flush_s)
+        if remaining:
+            log.warning("%d messages were not delivered before shutdown", remaining)
+        self.leases.stop(release=True)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)

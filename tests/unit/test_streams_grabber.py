@@ -1,0 +1,193 @@
+"""The grabber loop with a scripted source, a fake detector and an in-memory publisher:
+batching across cameras by imgsz, filtering, frame_seq, the lease gate and the stats record."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from models.base import parse
+from models.records import CameraConfig, FrameDetections, StreamStats
+from streams import grabber as grabber_mod
+from streams.grabber import Grabber, GrabberOptions, box_rows
+from streams.health import GrabberMetrics
+from streams.lease import LocalLeases
+from streams.publisher import PublisherStats
+from streams.sources import Source
+
+IMAGE = np.zeros((360, 640, 3), dtype=np.uint8)
+
+
+class EndlessSource(Source):
+    live = True
+
+    def __init__(self, camera_id: str) -> None:
+        self.camera_id = camera_id
+
+    def open(self) -> None:
+        pass
+
+    def grab(self) -> bool:
+        time.sleep(0.01)
+        return True
+
+    def retrieve(self):
+        return IMAGE
+
+    def close(self) -> None:
+        pass
+
+
+class FakeDetector:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int, float]] = []
+
+    def model(self, spec: str = ""):
+        return SimpleNamespace(resolved=SimpleNamespace(name=f"fake-{spec or 'default'}"), version="v1")
+
+    def detect(self, spec, images, imgsz, confidence):
+        self.calls.append((spec, imgsz, len(images), confidence))
+        boxes = np.array(
+            [
+                [100, 100, 140, 200, 0.9],  # anchor (120, 200): inside the region below
+                [500, 10, 540, 50, 0.8],  # anchor (520, 50): outside it
+                [300, 100, 340, 200, 0.35],  # low confidence
+            ]
+        )
+        return [boxes.copy() for _ in images], 12.5
+
+
+class MemoryPublisher:
+    def __init__(self) -> None:
+        self.records: list = []
+        self.stats = PublisherStats()
+
+    def publish(self, record) -> bool:
+        self.records.append(parse(type(record), record.to_json()))  # what a consumer would read
+        return True
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def failing(self) -> bool:
+        return False
+
+
+def camera(cid: str, imgsz: int, confidence: float = 0.5, region=None) -> CameraConfig:
+    return parse(
+        CameraConfig,
+        {
+            "camera_id": cid,
+            "stream": {"url": f"rtsp://h/{cid}", "target_fps": 20},
+            "detection": {"imgsz": imgsz, "confidence": confidence, "region": region},
+        },
+    )
+
+
+@pytest.fixture
+def grabber(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(grabber_mod, "make_source", lambda cid, stream: EndlessSource(cid))
+    g = Grabber(
+        GrabberOptions(grabber_id="g-test", stats_interval_s=3600),
+        MemoryPublisher(),
+        FakeDetector(),
+        LocalLeases(),
+        GrabberMetrics(),
+    )
+    yield g
+    g.shutdown(flush_s=0)
+
+
+def run_until(g: Grabber, pred, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pred():
+        g.step(idle_wait_s=0.01)
+    assert pred()
+
+
+def test_frames_of_several_cameras_share_one_call_per_imgsz(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320), camera("b", 320), camera("c", 640)])
+    run_until(grabber, lambda: len(grabber.cameras) == 3)
+    time.sleep(0.1)  # every reader has a frame waiting
+    grabber.detector.calls.clear()
+    assert grabber.step() == 3
+    assert sorted((imgsz, n) for _, imgsz, n, _ in grabber.detector.calls) == [(320, 2), (640, 1)]
+
+
+def test_published_detections_are_filtered_valid_and_increasing(grabber: Grabber) -> None:
+    region = [[0, 150], [640, 150], [640, 360], [0, 360]]
+    grabber.set_configs([camera("a", 320, confidence=0.5, region=region), camera("b", 320, confidence=0.3)])
+    run_until(grabber, lambda: sum(r.camera_id == "a" for r in grabber.publisher.records) >= 5)
+    by_cam: dict[str, list[FrameDetections]] = {}
+    for r in grabber.publisher.records:
+        by_cam.setdefault(r.camera_id, []).append(r)
+    a = by_cam["a"]
+    assert all(r.boxes == [[100.0, 100.0, 140.0, 200.0, 0.9]] for r in a)  # region + confidence
+    assert all(len(r.boxes) == 3 for r in by_cam["b"])  # b: no region, lower threshold
+    assert all(y.frame_seq > x.frame_seq for x, y in zip(a, a[1:], strict=False))
+    r = a[0]
+    assert (r.frame_width, r.frame_height, r.model_name, r.model_version, r.inference_ms) == (
+        640,
+        360,
+        "fake-default",
+        "v1",
+        12.5,
+    )
+    assert r.published_at >= r.captured_at
+    # a batch holding both cameras runs once, at the lower threshold; each camera then applies its own
+    time.sleep(0.1)
+    grabber.step()
+    assert any(n == 2 and conf == 0.3 for _, _, n, conf in grabber.detector.calls)
+
+
+def test_a_revoked_camera_publishes_nothing_more(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320)])
+    run_until(grabber, lambda: len(grabber.publisher.records) >= 2)
+    grabber.revoke("a")
+    n = len(grabber.publisher.records)
+    for _ in range(20):
+        grabber.step(idle_wait_s=0.01)
+    assert len(grabber.publisher.records) == n
+
+
+def test_removed_camera_stops(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320), camera("b", 320)])
+    run_until(grabber, lambda: len(grabber.cameras) == 2)
+    grabber.set_configs([camera("b", 320)])
+    assert list(grabber.cameras) == ["b"]
+
+
+def test_changed_config_restarts_the_camera_keeping_seq_and_totals(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320)])
+    run_until(grabber, lambda: len(grabber.publisher.records) >= 3)
+    rt = grabber.cameras["a"]
+    before = rt.totals().input_frames
+    last_seq = rt.seq.last
+    grabber.set_configs([camera("a", 640)])
+    assert grabber.cameras["a"] is rt and rt.config.detection.imgsz == 640
+    assert rt.totals().input_frames >= before
+    run_until(grabber, lambda: grabber.cameras["a"].seq.last > last_seq)
+
+
+def test_stats_record(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320)])
+    run_until(grabber, lambda: len(grabber.publisher.records) >= 10)
+    stats = grabber.stats_for(grabber.cameras["a"], time.monotonic())
+    stats = parse(StreamStats, stats.to_json())
+    assert stats.camera_id == "a" and stats.grabber_id == "g-test"
+    assert stats.processed_fps > 0 and stats.input_fps >= stats.processed_fps
+    assert stats.inference_ms_p50 == 12.5 and stats.latency_ms_p95 is not None
+    assert (stats.frame_width, stats.frame_height) == (640, 360)
+    assert stats.status in ("online", "degraded")
+
+
+def test_box_rows_round_and_drop_degenerate() -> None:
+    assert box_rows(np.zeros((0, 5))) == []
+    assert box_rows(np.array([[0.01, 0, 0.04, 10, 1.2]])) == []
+    assert box_rows(np.array([[0, 0, 10, 10, 1.2]])) == [[0.0, 0.0, 10.0, 10.0, 1.0]]
