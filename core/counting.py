@@ -1,0 +1,561 @@
+"""Line crossings and zone occupancy over tracker output: pure functions, compact state.
+
+Per camera, the counting state is two small integer matrices per line set (rows = the tracker's
+track rows, columns = lines) and, per zone set, one integer and one time matrix. It is realigned
+to the tracker's rows in every step through ``Tracks.kept_from``, so it needs no ids of its own.
+
+Hysteresis band
+    Anchors jitter: a person standing on a line moves its box a few pixels back and forth. Every
+    decision uses a band around the line (or zone boundary) of half-width
+    ``max(hysteresis_px, hysteresis_frac * box height)`` - by default 3 px or 2 % of the person's
+    height, whichever is larger. Rationale: a standing person's detection jitters by about 1 % of
+    its height, so a +-2 sigma swing stays inside the band; a walking person (~0.8 heights/s)
+    moves 3 % of its height per frame at 25 fps and 8 % at 10 fps, so confirming a crossing
+    costs at most about one frame of delay. Both are configurable (:class:`CountingParams`).
+
+Line rule (a Schmitt trigger per track and line)
+    A track's *side* of a line is only updated when its anchor is outside the band. A crossing
+    ``A -> B`` is counted when the track was last seen beyond the band on side A, then a step of
+    its anchor properly crosses the line segment towards B (see :mod:`core.geometry`: touching
+    and collinear steps do not cross), and then the anchor is beyond the band on side B (often in
+    the same step). So:
+
+    * jitter inside the band never counts, however often the anchor flips sides;
+    * each counted leg is a real passage from beyond the band on one side to beyond it on the
+      other, and directions alternate per track and line: a person walking in and later out
+      through the same door on the same track counts in=1, out=1; in, out, in counts three legs
+      only if each one is such a passage;
+    * a track that steps over the line and comes back before leaving the band counts nothing; one
+      that goes round the end of a line changes side without counting;
+    * a track first seen inside the band has no side yet; its first passage to beyond the band
+      only sets its side (where it came from is unknown);
+    * only matched detections move a track (a lost track's predicted box does not count), so a
+      track re-found after an occlusion is judged on the step from where it was last seen;
+    * tentative tracks keep their side but cannot confirm a crossing: it waits, and is counted on
+      the frame the track is confirmed if the anchor is then still beyond the band;
+    * ``count`` = ``in_only``/``out_only`` filters the events; the state still follows both ways.
+
+    A crossing event carries the frame (seq and time) on which it was confirmed, so one camera's
+    events never go back in time; its ``x, y`` is the anchor projected onto the line (where along
+    the line the person crossed). Its id is ``camera:line:track:direction:frame_seq``.
+
+Zone rule
+    Confirmed tracks enter a zone when their anchor is inside by at least the band and exit when
+    it is outside by at least the band (signed distance to the polygon boundary), so a person on
+    the edge does not flicker. Occupancy counts the tracks inside, including lost tracks that the
+    tracker still keeps (a person briefly occluded inside a zone stays inside); when the tracker
+    removes a track (lost longer than its buffer), it exits all its zones on that frame with
+    ``dwell_s`` = last time seen - time entered. An exit's dwell is the time since the enter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.geometry import step_within_segment
+from core.tracking import STATUS as STATUS_ROW
+from core.tracking import Tracks
+
+__all__ = [
+    "CountingParams",
+    "Scene",
+    "LineState",
+    "ZoneState",
+    "Crossing",
+    "ZoneTransition",
+    "ZoneOccupancy",
+    "update_lines",
+    "update_zones",
+    "hysteresis_band",
+]
+
+COUNT_MODES = ("both", "in_only", "out_only")
+
+
+@dataclass(frozen=True, slots=True)
+class CountingParams:
+    """Hysteresis for lines and zones: band half-width = max(px, frac * box height)."""
+
+    hysteresis_px: float = 3.0
+    hysteresis_frac: float = 0.02
+    # False (default): only proper intersections cross (the footage reference's rule): a step
+    # ending exactly on a line and the next one leaving it do not count. True: an anchor exactly
+    # on a line counts as being on its ``out`` side, so such a passage counts once. Worth turning
+    # on for sources that publish integer box coordinates.
+    count_touching: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hysteresis_px < 0 or self.hysteresis_frac < 0:
+            raise ValueError("hysteresis_px and hysteresis_frac must be >= 0")
+
+
+DEFAULT_COUNTING = CountingParams()
+
+
+def hysteresis_band(heights: NDArray[np.float64], params: CountingParams = DEFAULT_COUNTING) -> NDArray[np.float64]:
+    """Band half-width (px) for boxes of the given heights.
+
+    >>> hysteresis_band(np.array([100.0, 300.0])).tolist()
+    [3.0, 6.0]
+    """
+    return np.maximum(params.hysteresis_px, params.hysteresis_frac * heights)
+
+
+# --------------------------------------------------------------------------- scene
+
+
+def _field(item: Any, name: str, index: int, default: Any = None) -> Any:
+    if isinstance(item, Sequence) and not isinstance(item, str):
+        return item[index] if len(item) > index else default
+    return getattr(item, name, default)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scene:
+    """A camera's lines and zones compiled to arrays. Build once per camera configuration.
+
+    Accepts ``models.records.CountingLine``/``Zone`` records or plain tuples
+    ``(line_id, start, end[, count])`` and ``(zone_id, polygon)``:
+
+    >>> scene = Scene.from_config(lines=[("door", (200, 0), (200, 480), "both")],
+    ...                           zones=[("hall", [(0, 0), (100, 0), (100, 100), (0, 100)])])
+    >>> scene.line_ids, scene.zone_ids
+    (('door',), ('hall',))
+    """
+
+    line_ids: tuple[str, ...] = ()
+    line_modes: tuple[str, ...] = ()
+    line_start: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    line_end: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    line_inv_len: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    line_length: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    line_delta: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))  # end - start
+    zone_ids: tuple[str, ...] = ()
+    zone_polygons: tuple[NDArray[np.float64], ...] = ()
+    # all zones' edges concatenated; zone z owns edges edge_start[z]:edge_start[z + 1]
+    edge_a: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    edge_b: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))
+    edge_start: NDArray[np.intp] = field(default_factory=lambda: np.zeros(1, dtype=np.intp))
+    edge_slope: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))  # dx/dy, 0 if horizontal
+
+    @classmethod
+    def from_config(cls, lines: Iterable[Any] = (), zones: Iterable[Any] = ()) -> Scene:
+        line_ids, modes, starts, ends = [], [], [], []
+        for i, line in enumerate(lines):
+            lid = str(_field(line, "line_id", 0))
+            start = np.asarray(_field(line, "start", 1), dtype=np.float64)
+            end = np.asarray(_field(line, "end", 2), dtype=np.float64)
+            mode = _field(line, "count", 3, "both") or "both"
+            if start.shape != (2,) or end.shape != (2,) or np.array_equal(start, end):
+                raise ValueError(f"lines[{i}] ({lid!r}): start and end must be two distinct [x, y] points")
+            if mode not in COUNT_MODES:
+                raise ValueError(f"lines[{i}] ({lid!r}): count must be one of {COUNT_MODES}, got {mode!r}")
+            if lid in line_ids:
+                raise ValueError(f"lines[{i}]: duplicate line_id {lid!r}")
+            line_ids.append(lid)
+            modes.append(mode)
+            starts.append(start)
+            ends.append(end)
+        zone_ids, polys = [], []
+        for i, zone in enumerate(zones):
+            zid = str(_field(zone, "zone_id", 0))
+            poly = np.asarray(_field(zone, "polygon", 1), dtype=np.float64)
+            if poly.ndim != 2 or poly.shape[1] != 2 or poly.shape[0] < 3:
+                raise ValueError(f"zones[{i}] ({zid!r}): polygon needs at least 3 [x, y] points")
+            if zid in zone_ids:
+                raise ValueError(f"zones[{i}]: duplicate zone_id {zid!r}")
+            zone_ids.append(zid)
+            polys.append(poly)
+        s = np.array(starts).reshape(-1, 2)
+        e = np.array(ends).reshape(-1, 2)
+        d = e - s
+        length = np.hypot(d[:, 0], d[:, 1])
+        if polys:
+            edge_a = np.concatenate(polys)
+            edge_b = np.concatenate([np.roll(p, -1, axis=0) for p in polys])
+            edge_start = np.concatenate([[0], np.cumsum([len(p) for p in polys])]).astype(np.intp)
+            ed = edge_b - edge_a
+            flat = ed[:, 1] == 0.0
+            slope = np.where(flat, 0.0, ed[:, 0] / np.where(flat, 1.0, ed[:, 1]))
+        else:
+            edge_a = edge_b = np.zeros((0, 2))
+            edge_start = np.zeros(1, dtype=np.intp)
+            slope = np.zeros(0)
+        return cls(
+            line_ids=tuple(line_ids),
+            line_modes=tuple(modes),
+            line_start=s,
+            line_end=e,
+            line_inv_len=1.0 / length,
+            line_length=length,
+            line_delta=d,
+            zone_ids=tuple(zone_ids),
+            zone_polygons=tuple(polys),
+            edge_a=edge_a,
+            edge_b=edge_b,
+            edge_start=edge_start,
+            edge_slope=slope,
+        )
+
+    def line_orientation(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N, L) cross product ``(end - start) x (p - start)`` for points ``(x, y)``: > 0 on the
+        ``in`` side. Same arithmetic as :func:`core.geometry.side_of_line`, so exact zeros agree."""
+        a = np.subtract.outer(y, self.line_start[:, 1])
+        a *= self.line_delta[:, 0]
+        b = np.subtract.outer(x, self.line_start[:, 0])
+        b *= self.line_delta[:, 1]
+        a -= b
+        return a
+
+    def line_distances(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N, L) signed distance of each (x, y) point to each line (positive on the ``in`` side)."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return self.line_orientation(p[:, 0], p[:, 1]) * self.line_inv_len
+
+    def inside_zones(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """(N, Z) even-odd point-in-polygon of points ``(x, y)`` for every zone at once."""
+        ay = self.edge_a[:, 1]
+        py = y[:, None]
+        straddles = (ay > py) != (self.edge_b[:, 1] > py)
+        xc = (py - ay) * self.edge_slope
+        xc += self.edge_a[:, 0]
+        straddles &= x[:, None] < xc
+        return (np.add.reduceat(straddles.view(np.int8), self.edge_start[:-1], axis=1) & 1).astype(bool)
+
+    def zone_boundary_distances(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N, Z) unsigned distance of points ``(x, y)`` to each zone's boundary."""
+        a, b = self.edge_a, self.edge_b
+        d = b - a
+        dd = np.einsum("ij,ij->i", d, d)
+        dd[dd == 0.0] = 1.0
+        relx = np.subtract.outer(x, a[:, 0])
+        rely = np.subtract.outer(y, a[:, 1])
+        t = np.clip((relx * d[:, 0] + rely * d[:, 1]) / dd, 0.0, 1.0)
+        ex = relx - t * d[:, 0]
+        ey = rely - t * d[:, 1]
+        return np.sqrt(np.minimum.reduceat(ex * ex + ey * ey, self.edge_start[:-1], axis=1))
+
+    def zone_distances(self, points: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N, Z) signed distance of each (x, y) point to each zone's boundary (positive inside)."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        dist = self.zone_boundary_distances(p[:, 0], p[:, 1])
+        return np.where(self.inside_zones(p[:, 0], p[:, 1]), dist, -dist)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A confirmed line crossing; fields match ``models.records.CrossingEvent`` (the shell adds
+    ``processed_at``)."""
+
+    event_id: str
+    camera_id: str
+    line_id: str
+    track_id: int
+    direction: str  # in | out
+    frame_seq: int
+    occurred_at: float
+    x: float
+    y: float
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneTransition:
+    """A track entering or leaving a zone; fields match ``models.records.ZoneEvent``."""
+
+    event_id: str
+    camera_id: str
+    zone_id: str
+    track_id: int
+    kind: str  # enter | exit
+    frame_seq: int
+    occurred_at: float
+    dwell_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneOccupancy:
+    """Tracks inside one zone after a frame (``OccupancySample`` without the config-derived fields)."""
+
+    zone_id: str
+    at: float
+    count: int
+    avg_dwell_s: float | None
+    track_ids: tuple[int, ...]
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _realign(matrix: NDArray[Any], kept_from: NDArray[np.intp] | None, fill: Any) -> NDArray[Any]:
+    """Rows of ``matrix`` for the new track rows (a copy); new tracks get ``fill``."""
+    if kept_from is None:
+        return matrix.copy()
+    old = kept_from >= 0
+    if old.all():
+        return matrix[kept_from]
+    out = np.full((len(kept_from), matrix.shape[1]), fill, dtype=matrix.dtype)
+    out[old] = matrix[kept_from[old]]
+    return out
+
+
+def _remap_columns(matrix: NDArray[Any], old_ids: tuple[str, ...], new_ids: tuple[str, ...], fill: Any) -> NDArray[Any]:
+    """Columns for a changed set of line/zone ids: kept ids keep their state, new ones start at ``fill``."""
+    if old_ids == new_ids:
+        return matrix
+    out = np.full((matrix.shape[0], len(new_ids)), fill, dtype=matrix.dtype)
+    for j, key in enumerate(new_ids):
+        if key in old_ids:
+            out[:, j] = matrix[:, old_ids.index(key)]
+    return out
+
+
+def _empty_int8() -> NDArray[np.int8]:
+    return np.zeros((0, 0), dtype=np.int8)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LineState:
+    """Per track row and line: ``side`` (-1 out side, 0 unknown, +1 in side; last seen beyond
+    the band) and ``pending`` (the side the last proper crossing went towards, 0 if none since)."""
+
+    line_ids: tuple[str, ...] = ()
+    side: NDArray[np.int8] = field(default_factory=_empty_int8)
+    pending: NDArray[np.int8] = field(default_factory=_empty_int8)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LineState):
+            return NotImplemented
+        return (
+            self.line_ids == other.line_ids
+            and np.array_equal(self.side, other.side)
+            and np.array_equal(self.pending, other.pending)
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ZoneState:
+    """Per track row and zone: ``inside`` (-1 outside, 0 unknown, +1 inside; last seen beyond
+    the band) and ``entered_at`` (frame time of the enter, NaN when not inside)."""
+
+    zone_ids: tuple[str, ...] = ()
+    inside: NDArray[np.int8] = field(default_factory=_empty_int8)
+    entered_at: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ZoneState):
+            return NotImplemented
+        return (
+            self.zone_ids == other.zone_ids
+            and np.array_equal(self.inside, other.inside)
+            and np.array_equal(self.entered_at, other.entered_at, equal_nan=True)
+        )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _moved(tracks: Tracks, idx: NDArray[np.intp] | slice, params: CountingParams) -> tuple[NDArray, NDArray, NDArray]:
+    """Anchor x, y and hysteresis band (as a column) of the given tracks."""
+    det = tracks.rows[6:10, idx]
+    x = det[0] + det[2]
+    x *= 0.5
+    band = det[3] - det[1]
+    band *= params.hysteresis_frac
+    np.maximum(band, max(params.hysteresis_px, 1e-9), out=band)  # > 0: on the line is never beyond it
+    return x, det[3], band[:, None]
+
+
+def update_lines(
+    state: LineState,
+    tracks: Tracks,
+    scene: Scene,
+    camera_id: str,
+    frame_seq: int,
+    params: CountingParams = DEFAULT_COUNTING,
+) -> tuple[LineState, list[Crossing]]:
+    """Advance the line state by one tracker step; return the new state and confirmed crossings."""
+    side = _realign(_remap_columns(state.side, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
+    pending = _realign(_remap_columns(state.pending, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
+    n_moved = int(np.count_nonzero(tracks.matched))
+    if not scene.line_ids or not n_moved:
+        return LineState(scene.line_ids, side, pending), []
+    idx: NDArray[np.intp] | slice = slice(None) if n_moved == len(tracks.matched) else tracks.matched.nonzero()[0]
+
+    x, y, band = _moved(tracks, idx, params)
+    orient = scene.line_orientation(x, y)  # distance to the line times its length
+    reach = band * scene.line_length  # the band in the same units
+    far_side = (orient >= reach).view(np.int8) - (orient <= -reach).view(np.int8)  # -1, 0 (in the band), +1
+    s = side[idx]
+    p = pending[idx]
+
+    # a step changes sides (NaN for newborns compares False); then check the segment's extent
+    px, py = tracks.prev_anchors(idx)
+    prev_orient = scene.line_orientation(px, py)
+    if params.count_touching:
+        changed = (prev_orient > 0) != (orient > 0)
+        changed &= prev_orient == prev_orient
+    else:
+        changed = prev_orient * orient < 0
+    if np.count_nonzero(changed):
+        for i, j in zip(*changed.nonzero(), strict=True):
+            if step_within_segment((px[i], py[i]), (x[i], y[i]), scene.line_start[j], scene.line_end[j]):
+                p[i, j] = 1 if orient[i, j] > 0 else -1
+
+    # beyond the band on a side other than the one remembered: a decision to make
+    decide = (far_side != s) & (far_side != 0)
+    events: list[Crossing] = []
+    if np.count_nonzero(decide):
+        flip = decide & (s != 0)
+        through = flip & (p == far_side)
+        emit = through & (tracks.rows[STATUS_ROW, idx] != 0)[:, None]  # confirmed tracks only
+        wait = through & ~emit  # tentative: keep the half crossing until the track is confirmed
+        settle = decide & ~wait  # counted, first side (s == 0), or round the end of the line
+        s = np.where(settle, far_side, s)
+        p = np.where(settle, 0, p)
+        if np.count_nonzero(emit):
+            events = _crossings(tracks, idx, emit, far_side, x, y, scene, camera_id, frame_seq)
+    if np.count_nonzero(p):  # beyond the band on its own side again: forget a half crossing
+        p[(far_side == s) & (far_side != 0)] = 0
+    side[idx] = s
+    pending[idx] = p
+    return LineState(scene.line_ids, side, pending), events
+
+
+def _crossings(
+    tracks: Tracks,
+    idx: NDArray[np.intp] | slice,
+    emit: NDArray[np.bool_],
+    far_side: NDArray[np.int8],
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    scene: Scene,
+    camera_id: str,
+    frame_seq: int,
+) -> list[Crossing]:
+    events = []
+    cols = np.arange(tracks.rows.shape[1])[idx]
+    t = tracks.frame_time
+    for i, j in zip(*emit.nonzero(), strict=True):
+        direction = "in" if far_side[i, j] > 0 else "out"
+        mode = scene.line_modes[j]
+        if (mode == "in_only" and direction != "in") or (mode == "out_only" and direction != "out"):
+            continue
+        cx, cy = _project(float(x[i]), float(y[i]), scene.line_start[j], scene.line_end[j])
+        col = cols[i]
+        track_id = int(tracks.rows[0, col])
+        line_id = scene.line_ids[j]
+        events.append(
+            Crossing(
+                event_id=f"{camera_id}:{line_id}:{track_id}:{direction}:{frame_seq}",
+                camera_id=camera_id,
+                line_id=line_id,
+                track_id=track_id,
+                direction=direction,
+                frame_seq=frame_seq,
+                occurred_at=t,
+                x=cx,
+                y=cy,
+                confidence=float(tracks.rows[5, col]),
+            )
+        )
+    return events
+
+
+def _project(x: float, y: float, a: NDArray[np.float64], b: NDArray[np.float64]) -> tuple[float, float]:
+    ax, ay, dx, dy = float(a[0]), float(a[1]), float(b[0] - a[0]), float(b[1] - a[1])
+    t = ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy)
+    t = min(max(t, 0.0), 1.0)
+    return ax + t * dx, ay + t * dy
+
+
+def update_zones(
+    state: ZoneState,
+    tracks: Tracks,
+    scene: Scene,
+    camera_id: str,
+    frame_seq: int,
+    params: CountingParams = DEFAULT_COUNTING,
+) -> tuple[ZoneState, list[ZoneTransition], list[ZoneOccupancy]]:
+    """Advance the zone state by one tracker step; return the new state, enter/exit events and
+    the occupancy of every zone after this frame."""
+    old_inside = _remap_columns(state.inside, state.zone_ids, scene.zone_ids, 0)
+    old_entered = _remap_columns(state.entered_at, state.zone_ids, scene.zone_ids, np.nan)
+    inside = _realign(old_inside, tracks.kept_from, 0)
+    entered = _realign(old_entered, tracks.kept_from, np.nan)
+    if not scene.zone_ids:
+        return ZoneState(scene.zone_ids, inside, entered), [], []
+    t = tracks.frame_time
+    events: list[ZoneTransition] = []
+
+    # tracks the tracker dropped in this step leave every zone they were in
+    for k, i in enumerate(tracks.removed_from.tolist()):
+        if i < len(old_inside):
+            track_id, last_seen = int(tracks.removed[0, k]), float(tracks.removed[4, k])
+            for j in (old_inside[i] == 1).nonzero()[0]:
+                dwell = max(last_seen - float(old_entered[i, j]), 0.0)
+                events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
+
+    upd = (tracks.matched & (tracks.rows[STATUS_ROW] != 0)).nonzero()[0]  # moved and confirmed
+    if len(upd):
+        x, y, band = _moved(tracks, upd, params)
+        now_in = scene.inside_zones(x, y)
+        zin = inside[upd]
+        # only pairs whose state could change need the (costlier) distance to the boundary
+        maybe = np.where(now_in, zin != 1, zin != -1)
+        if np.count_nonzero(maybe):
+            rows = maybe.any(axis=1).nonzero()[0]
+            far = scene.zone_boundary_distances(x[rows], y[rows]) >= band[rows]
+            far &= maybe[rows]
+            for r, j in zip(*far.nonzero(), strict=True):
+                i = rows[r]
+                col = upd[i]
+                track_id = int(tracks.rows[0, col])
+                if now_in[i, j]:
+                    inside[col, j] = 1
+                    entered[col, j] = t
+                    events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "enter", frame_seq, t))
+                else:
+                    if zin[i, j] == 1:
+                        dwell = max(t - float(entered[col, j]), 0.0)
+                        events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
+                    inside[col, j] = -1
+                    entered[col, j] = np.nan
+
+    occupancy = []
+    ids = None
+    for j, zid in enumerate(scene.zone_ids):
+        col = (inside[:, j] == 1).nonzero()[0]
+        if len(col):
+            ids = tracks.rows[0].tolist() if ids is None else ids
+            since = entered[col, j].tolist()
+            avg = sum(max(t - v, 0.0) for v in since) / len(since)
+            members = tuple(int(ids[i]) for i in col.tolist())
+        else:
+            avg, members = None, ()
+        occupancy.append(ZoneOccupancy(zone_id=zid, at=t, count=len(members), avg_dwell_s=avg, track_ids=members))
+    return ZoneState(scene.zone_ids, inside, entered), events, occupancy
+
+
+def _zone_event(
+    camera_id: str, zone_id: str, track_id: int, kind: str, frame_seq: int, t: float, dwell: float | None = None
+) -> ZoneTransition:
+    return ZoneTransition(
+        event_id=f"{camera_id}:{zone_id}:{track_id}:{kind}:{frame_seq}",
+        camera_id=camera_id,
+        zone_id=zone_id,
+        track_id=track_id,
+        kind=kind,
+        frame_seq=frame_seq,
+        occurred_at=t,
+        dwell_s=None if dwell is None or math.isnan(dwell) else dwell,
+    )
