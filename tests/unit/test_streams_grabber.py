@@ -191,3 +191,24 @@ def test_box_rows_round_and_drop_degenerate() -> None:
     assert box_rows(np.zeros((0, 5))) == []
     assert box_rows(np.array([[0.01, 0, 0.04, 10, 1.2]])) == []
     assert box_rows(np.array([[0, 0, 10, 10, 1.2]])) == [[0.0, 0.0, 10.0, 10.0, 1.0]]
+
+
+def test_unreachable_kafka_degrades_but_the_grabber_keeps_going(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.publisher import KafkaPublisher
+
+    monkeypatch.setattr(grabber_mod, "make_source", lambda cid, stream: EndlessSource(cid))
+    publisher = KafkaPublisher(
+        "127.0.0.1:1", {FrameDetections: "t.det", StreamStats: "t.stats"}, max_messages=5, stall_s=0.3
+    )
+    g = Grabber(GrabberOptions(grabber_id="g", stats_interval_s=3600), publisher, FakeDetector(), LocalLeases())
+    g.set_configs([camera("a", 320)])
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        g.step(idle_wait_s=0.01)
+    rt = g.cameras["a"]
+    assert rt.window.processed > 20  # detection went on
+    assert publisher.stats.dropped > 0 and publisher.stats.in_flight == 5  # bounded queue, the rest counted
+    stats = g.stats_for(rt, time.monotonic())
+    assert stats.status == "degraded"
+    assert "publishing failing" in stats.last_error
+    g.shutdown(flush_s=0)

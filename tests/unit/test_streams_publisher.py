@@ -48,7 +48,7 @@ def test_unreachable_broker_drops_beyond_the_bound_without_blocking() -> None:
     time.sleep(0.6)
     pub.poll(0.1)
     assert pub.failing()
-    assert len(pub) == 50
+    assert pub.stats.in_flight == 50
 
 
 def test_undeliverable_messages_expire_and_are_counted_as_failed() -> None:
