@@ -125,6 +125,9 @@ max_client_conn = 500
 ; After PGlite restarts, reconnect within a second (default is 15 s).
 server_login_retry = 1
 server_connect_timeout = 5
+; A client waits this long for the one server connection (PGlite restarting, a long
+; transaction ahead of it) before it gets an error.
+query_wait_timeout = 60
 ; PGlite's server side needs no TLS and does not answer an SSLRequest.
 server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits,options

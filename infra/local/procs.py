@@ -17,16 +17,20 @@ from pathlib import Path
 
 
 def _cmdline(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-    if state == "Z":  # exited; reap it if it is our child (the `stack` fixture starts children in-process)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace")
+    for _ in range(100):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return None
+        if state == "Z":  # exited; reap it if it is our child (the `stack` fixture starts children in-process)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return None
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.01)  # empty while the process is in the middle of exec()
+    return ""
 
 
 def running_pid(pid_file: Path, token: str) -> int | None:
