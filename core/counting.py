@@ -84,11 +84,13 @@ class CountingParams:
 
     hysteresis_px: float = 3.0
     hysteresis_frac: float = 0.02
-    # False (default): only proper intersections cross (the footage reference's rule): a step
-    # ending exactly on a line and the next one leaving it do not count. True: an anchor exactly
-    # on a line counts as being on its ``out`` side, so such a passage counts once. Worth turning
-    # on for sources that publish integer box coordinates.
-    count_touching: bool = False
+    # True (default): an anchor exactly on a line belongs to the line's ``out`` side (a half-open
+    # rule), so a person whose anchor lands on the line and then leaves it counts once. False:
+    # only proper intersections cross (:func:`core.geometry.segments_cross`), the rule the
+    # footage reference ``tud-campus/expected_crossings.json`` is derived with; such a passage is
+    # then not counted. Detector boxes are floats, where this is rare; sources publishing
+    # integer coordinates (simulators, ground truth) hit it often.
+    count_touching: bool = True
 
     def __post_init__(self) -> None:
         if self.hysteresis_px < 0 or self.hysteresis_frac < 0:

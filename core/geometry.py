@@ -25,8 +25,8 @@ Crossing rule (touching and collinear cases)
     that starts or ends exactly on the line, passes exactly through an end point of the
     segment, or runs along it (collinear) does not cross. An anchor exactly on the line is on
     neither side. This is the rule the footage reference (``tud-campus/expected_crossings.json``)
-    is derived with; detector boxes are floats, so an anchor landing exactly on a line is rare
-    in practice.
+    is derived with. Counting (``core.counting``) by default puts an anchor that lies exactly on
+    a line on the line's ``out`` side instead, so that a passage via the line counts once.
 
     >>> segments_cross((0, 0), (10, 0), (5, -5), (5, 5)).item()    # proper
     True
