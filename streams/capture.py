@@ -178,6 +178,8 @@ class CameraReader:
                 continue
             try:
                 reason = self._read(source, generation)
+            except Exception as exc:  # a backend error mid-stream is a drop, not the end of the reader
+                reason = f"{self.camera_id}: read failed: {type(exc).__name__}"
             finally:
                 source.close()
             if not self._current(generation):

@@ -82,6 +82,7 @@ class CameraRuntime:
     last_tick: CaptureCounters = field(default_factory=CaptureCounters)
     lost_seen: int = 0
     revoked: bool = False
+    inference_error: str | None = None  # the last detector failure, until a call succeeds again
     status: str = "offline"
     model_name: str | None = None
     model_version: str | None = None
@@ -120,6 +121,7 @@ class Grabber:
         self._lock = threading.Lock()
         self._next_tick = time.monotonic() + options.stats_interval_s
         self.published = 0
+        self._last_inference_log = 0.0
 
     # ------------------------------------------------------------------ configuration
 
@@ -238,12 +240,26 @@ class Grabber:
             for i in range(0, len(items), self.options.max_batch):
                 chunk = items[i : i + self.options.max_batch]
                 conf = min(rt.detection.confidence for rt, _ in chunk)
-                results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf)
+                try:
+                    results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf)
+                except Exception as exc:  # a bad frame or a device error must not stop the other cameras
+                    self._inference_failed(chunk, exc)
+                    continue
                 for (rt, frame), boxes in zip(chunk, results, strict=True):
+                    rt.inference_error = None
                     self._publish_detections(rt, frame, boxes, ms)
                     done += 1
                 self.publisher.poll(0)
         return done
+
+    def _inference_failed(self, chunk: list[tuple[CameraRuntime, Frame]], exc: Exception) -> None:
+        error = f"inference failed: {type(exc).__name__}: {str(exc)[:200]}"
+        now = time.monotonic()
+        if now - self._last_inference_log > 60:  # a persistent failure logs once a minute, not per frame
+            log.exception("%s (cameras %s)", error, ", ".join(rt.camera_id for rt, _ in chunk))
+            self._last_inference_log = now
+        for rt, _ in chunk:
+            rt.inference_error = error
 
     def _collect(self) -> list[tuple[CameraRuntime, Frame]]:
         with self._lock:
@@ -333,7 +349,10 @@ class Grabber:
             ),
             rt.config.thresholds or DEFAULT_THRESHOLDS,
         )
-        last_error = reader.last_error or reason if not reader.connected else reason
+        if not reader.connected:
+            last_error = reader.last_error or reason
+        else:
+            last_error = "; ".join(e for e in (rt.inference_error, reason) if e) or None
         size = reader.frame_size
         stats = StreamStats(
             camera_id=rt.camera_id,

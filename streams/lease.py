@@ -153,7 +153,7 @@ class LeaseKeeper:
             try:
                 ok = self.leases.renew(cid)
             except Exception as exc:
-                self.last_error = f"redis: {type(exc).__name__}"
+                self._redis_failed(exc)
                 with self._lock:
                     until = self._held.get(cid)
                 if until is not None and time.monotonic() >= until:
@@ -172,13 +172,21 @@ class LeaseKeeper:
             try:
                 ok = self.leases.acquire(cid)
             except Exception as exc:
-                self.last_error = f"redis: {type(exc).__name__}"
+                self._redis_failed(exc)
                 break
+            if self.last_error is not None:
+                log.info("redis reachable again for leases")
             self.last_error = None
             if ok:
                 with self._lock:
                     self._held[cid] = valid_until(sent, self.ttl_s)
                 self.events.put(LeaseEvent("acquired", cid))
+
+    def _redis_failed(self, exc: Exception) -> None:
+        error = f"redis: {type(exc).__name__}"
+        if error != self.last_error:  # once per outage, not every round
+            log.warning("leases: redis unreachable (%s); held cameras stop when their lease runs out", error)
+        self.last_error = error
 
     def _lose(self, camera_id: str, reason: str) -> None:
         with self._lock:

@@ -175,10 +175,12 @@ def write_config(path: Path, cameras: list[dict]) -> Path:
 class GrabberProcess:
     """``python -m streams run`` in a subprocess; its stdout+stderr go to ``log``."""
 
-    def __init__(self, config: Path, topics: tuple[str, str], log: Path, *extra: str, env: dict | None = None) -> None:
+    def __init__(
+        self, config: Path | None, topics: tuple[str, str], log: Path, *extra: str, env: dict | None = None
+    ) -> None:
         self.log = log
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "streams", "run", "--config", str(config)]
+        cmd = [sys.executable, "-m", "streams", "run"] + (["--config", str(config)] if config else [])
         cmd += ["--detections-topic", topics[0], "--stats-topic", topics[1], "--stats-interval", "1"]
         cmd += ["--torch-threads", "1", "--imgsz", "320", "--device", "cpu", *extra]
         if "--metrics-port" not in extra:

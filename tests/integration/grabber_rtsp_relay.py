@@ -8,7 +8,8 @@ and forwards the publisher's ``$``-framed RTP/RTCP packets to every playing clie
 Basic authentication for players lets tests check that a grabber really sends its password.
 
 ``stop()`` closes every socket and kills the ffmpeg publisher, like a camera losing power;
-``start()`` brings it back on the same port.
+``start()`` brings it back on the same port. Setting ``paused`` keeps every connection open but
+stops the media, like a camera whose encoder hangs.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class RtspRelay:
         self.players: list[_Conn] = []
         self.unauthorized = 0  # DESCRIBEs refused for missing/wrong credentials
         self.packets = 0  # packets received from the publisher
+        self.paused = False  # True: connections stay open but no media flows (a stalled camera)
         self._listener: socket.socket | None = None
         self._ffmpeg: subprocess.Popen | None = None
         self._conns: list[_Conn] = []
@@ -215,6 +217,8 @@ class RtspRelay:
         return True
 
     def _forward(self, packet: bytes) -> None:
+        if self.paused:
+            return
         with self._lock:
             players = list(self.players)
         for p in players:

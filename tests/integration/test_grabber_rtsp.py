@@ -123,7 +123,7 @@ def test_rtsp_with_credentials_to_detections_and_a_dead_camera_beside_it(
     assert "rtsp://" not in metrics  # labels carry camera ids, never URLs
 
 
-def test_rtsp_server_restart_goes_offline_then_back_online(
+def test_rtsp_server_restart_and_stall_go_offline_then_back_online(
     short_gop_clip: Path, topics: tuple[str, str], reader: TopicReader, tmp_path: Path
 ) -> None:
     det_topic, stats_topic = topics
@@ -154,6 +154,23 @@ def test_rtsp_server_restart_goes_offline_then_back_online(
             20,
             "detections after the reconnect",
         )
+        # A stall: the connection stays up but no frame arrives. The read timeout (timeout_s) turns
+        # it into a drop, and the grabber reconnects once media flows again.
+        relay.paused = True
+        paused_at = time.time()
+        reader.wait_for(
+            lambda: any(s.status == "offline" and s.at > paused_at for s in stats_of(reader, stats_topic, cid)),
+            20,
+            "offline after the stream stalled",
+        )
+        relay.paused = False
+        resumed_at = time.time()
+        reader.wait_for(
+            lambda: any(s.status == "online" and s.at > resumed_at for s in stats_of(reader, stats_topic, cid)),
+            30,
+            "online after the stall",
+        )
+        assert any(d.captured_at > resumed_at for d in detections_of(reader, det_topic, cid))
     finally:
         code = grabber.stop()
         relay.stop()
@@ -161,7 +178,9 @@ def test_rtsp_server_restart_goes_offline_then_back_online(
     stats = stats_of(reader, stats_topic, cid)
     offline = [s for s in stats if s.status == "offline"]
     assert offline and offline[0].last_error  # says why
-    assert stats[-1].reconnects >= 1
+    assert stats[-1].reconnects >= 2
+    stalled = [s for s in stats if s.at > paused_at and s.status != "online"]
+    assert "no frame within 2 s" in stalled[0].last_error or "could not open" in stalled[0].last_error
     dets = detections_of(reader, det_topic, cid)
     assert all(b.frame_seq > a.frame_seq for a, b in zip(dets, dets[1:], strict=False))
     # while the camera was down nothing was captured, so nothing was published for that time

@@ -212,3 +212,23 @@ def test_unreachable_kafka_degrades_but_the_grabber_keeps_going(monkeypatch: pyt
     assert stats.status == "degraded"
     assert "publishing failing" in stats.last_error
     g.shutdown(flush_s=0)
+
+
+def test_a_failing_inference_is_reported_and_the_loop_goes_on(grabber: Grabber, caplog) -> None:
+    real_detect = grabber.detector.detect
+    calls = {"n": 0}
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RuntimeError("CUDA out of memory")
+        return real_detect(*args)
+
+    grabber.detector.detect = flaky
+    grabber.set_configs([camera("a", 320)])
+    run_until(grabber, lambda: calls["n"] >= 3)
+    stats = grabber.stats_for(grabber.cameras["a"], time.monotonic())
+    assert "inference failed: RuntimeError: CUDA out of memory" in stats.last_error
+    assert "CUDA out of memory" in caplog.text
+    run_until(grabber, lambda: len(grabber.publisher.records) >= 2)
+    assert grabber.cameras["a"].inference_error is None
