@@ -33,29 +33,31 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def _use_stack(request: pytest.FixtureRequest) -> bool:
+def _stack(request: pytest.FixtureRequest):
+    """The shared ``stack`` fixture of tests/conftest.py (it brings the local stack up), if there is one."""
     try:
-        request.getfixturevalue("stack")
-        return True
+        return request.getfixturevalue("stack")
     except pytest.FixtureLookupError:
-        return False
+        return None
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    """The local stack's Kafka (through the shared ``stack`` fixture when tests/conftest.py has one)."""
+    """The local stack's Kafka; without the ``stack`` fixture, skipped unless a broker answers."""
+    stack = _stack(request)
+    if stack is not None:
+        return stack.bootstrap
     bootstrap = get_settings().kafka.bootstrap
-    if not _use_stack(request):
-        host, _, port = bootstrap.rpartition(":")
-        if not _reachable(host, int(port)):
-            pytest.skip(f"no Kafka at {bootstrap} (start it with `python -m infra.local up`)")
+    host, _, port = bootstrap.rpartition(":")
+    if not _reachable(host, int(port)):
+        pytest.skip(f"no Kafka at {bootstrap} (start it with `python -m infra.local up`)")
     return bootstrap
 
 
 @pytest.fixture(scope="session")
 def redis_url(request: pytest.FixtureRequest) -> str:
     url = get_settings().redis.url.get_secret_value()
-    if not _use_stack(request):
+    if _stack(request) is None:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)

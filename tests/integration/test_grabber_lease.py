@@ -1,4 +1,5 @@
-"""Leases in the real Redis, and fail-over between two real grabber processes for one camera."""
+"""Leases in the real Redis, and fail-over between two real grabber processes for one camera.
+``redis_client`` comes from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -24,15 +25,6 @@ kafka_bootstrap, redis_url, topics, reader, clip = (
 pytestmark = pytest.mark.integration
 
 LEASE_TTL_S = 3.0
-
-
-@pytest.fixture
-def redis_client(redis_url: str):
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def test_lease_operations_are_compare_and_set(redis_client) -> None:
