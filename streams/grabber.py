@@ -22,7 +22,7 @@ import numpy as np
 from models.records import CameraConfig, DetectionSettings, FrameDetections, StreamStats
 from streams.capture import CameraReader, CaptureCounters, Frame
 from streams.config import select
-from streams.detector import Detector
+from streams.detector import Detector, ModelError
 from streams.health import DEFAULT_THRESHOLDS, GrabberMetrics, StatusInputs, WindowSamples, percentile, stream_status
 from streams.publisher import KafkaPublisher
 from streams.region import filter_boxes
@@ -168,7 +168,11 @@ class Grabber:
         cfg = self.selected.get(cid)
         if cfg is None or cid in self.cameras:
             return
-        loaded = self.detector.model(self.model_spec(cfg))
+        try:
+            loaded = self.detector.model(self.model_spec(cfg))
+        except ModelError as exc:  # e.g. a config naming a model without a person class
+            log.error("%s: not started: %s", cid, exc)
+            return
         rt = CameraRuntime(cfg, self._reader(cfg))
         rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
         with self._lock:

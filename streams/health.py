@@ -70,7 +70,7 @@ def stream_status(
     if not s.connected:
         if s.retries_exhausted:
             return "offline", "stream not connected"
-        return "degraded", "stream lost, reconnecting"
+        return "degraded", "stream not connected, retrying"
     reasons = []
     if s.connected_s >= min_judge_s:
         want = expected_fps(s.target_fps, s.source_fps)
