@@ -4,12 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m infra.local status
-cat <<MSG
+.venv/bin/python - <<'PY'
+from core.settings import get_settings
+from infra.local.stack import layout
 
+s = get_settings()
+lay = layout(s)
+print(f"""
 footfall local stack is up:
-  Kafka        127.0.0.1:9092  (topics: footfall.<name>.v1)
-  TimescaleDB  postgresql://footfall:footfall@127.0.0.1:5432/footfall  (via pgbouncer)
-  Redis        redis://127.0.0.1:6379/0
-  data + logs  $(pwd)/.local/
-Stop it with: make down
-MSG
+  Kafka        {lay.bootstrap}  (topics: {s.kafka.topic_prefix}.<name>.v1)
+  TimescaleDB  postgresql://{lay.db.user}@{lay.db.host}:{lay.db.port}/{lay.db.dbname}  (through pgbouncer)
+  Redis        redis://{lay.redis_host}:{lay.redis_port}
+  data + logs  {lay.root}/
+Stop it with: make down""")
+PY

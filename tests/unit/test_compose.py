@@ -3,6 +3,7 @@ settings defaults, env var names, the topic catalogue — and keeps secrets out 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +25,17 @@ SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
 def from_env(value: str) -> str:
     """Replace every required ``${VAR:?...}`` reference by FROM_ENV (so URLs parse)."""
     return ENV_REF.sub("FROM_ENV", value)
+
+
+@pytest.fixture(autouse=True)
+def no_footfall_env(monkeypatch):
+    """Compared with the defaults: a developer's or CI's FOOTFALL_ variables must not leak in."""
+    for var in [v for v in os.environ if v.startswith("FOOTFALL_")]:
+        monkeypatch.delenv(var)
+
+
+def defaults() -> Settings:
+    return Settings(_env_file=None)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +72,7 @@ def test_images_are_pinned(services: dict):
 
 
 def test_host_ports_match_settings_defaults(services: dict):
-    s = Settings()
+    s = defaults()
     assert published(services["kafka"]) == {int(s.kafka.bootstrap.rsplit(":", 1)[1])}
     assert published(services["timescaledb"]) == {urlsplit(s.database.url.get_secret_value()).port}
     assert published(services["redis"]) == {urlsplit(s.redis.url.get_secret_value()).port}
@@ -101,7 +113,7 @@ def test_apps_share_one_configuration(services: dict):
     app_envs = [env_of(services[n]) for n in ("grabber", "worker", "api", "init")]
     assert all(e == app_envs[0] for e in app_envs)
     env = app_envs[0]
-    assert env["FOOTFALL_KAFKA__TOPIC_PREFIX"] == Settings().kafka.topic_prefix
+    assert env["FOOTFALL_KAFKA__TOPIC_PREFIX"] == defaults().kafka.topic_prefix
     assert catalogue(env["FOOTFALL_KAFKA__TOPIC_PREFIX"], 1)[0].name.startswith("footfall.")
     assert env["FOOTFALL_KAFKA__BOOTSTRAP"].startswith("kafka:")
     assert env["FOOTFALL_HTTP__HOST"] == "0.0.0.0"
@@ -121,7 +133,7 @@ def test_kafka_is_kraft_without_auto_create(services: dict):
 
 
 def test_database_names_match_settings(services: dict):
-    default = urlsplit(Settings().database.url.get_secret_value())
+    default = urlsplit(defaults().database.url.get_secret_value())
     env = env_of(services["timescaledb"])
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb:")
     assert env["POSTGRES_USER"] == default.username
@@ -171,7 +183,7 @@ def test_grafana_provisions_timescaledb():
 def test_prometheus_scrapes_the_grabber_metrics_port():
     prom = yaml.safe_load((PROJECT_ROOT / "infra/prometheus/prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert f"grabber:{Settings().http.metrics_port}" in targets
+    assert f"grabber:{defaults().http.metrics_port}" in targets
 
 
 def test_dockerfile_and_dockerignore():

@@ -22,9 +22,20 @@ def props(text: str) -> dict[str, str]:
     return dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
 
 
+@pytest.fixture(autouse=True)
+def no_footfall_env(monkeypatch):
+    """These tests are about defaults: a developer's or CI's FOOTFALL_ variables must not leak in."""
+    for var in [v for v in os.environ if v.startswith("FOOTFALL_")]:
+        monkeypatch.delenv(var)
+
+
+def settings(**values) -> Settings:
+    return Settings(_env_file=None, **values)
+
+
 @pytest.fixture
 def lay(tmp_path: Path) -> Layout:
-    return Layout.from_settings(Settings(local_dir=tmp_path))
+    return Layout.from_settings(settings(local_dir=tmp_path))
 
 
 def test_layout_defaults_match_the_documented_ports(lay: Layout, tmp_path: Path):
@@ -43,7 +54,7 @@ def test_layout_defaults_match_the_documented_ports(lay: Layout, tmp_path: Path)
 def test_layout_follows_the_environment(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("FOOTFALL_KAFKA__BOOTSTRAP", "localhost:19092")
     monkeypatch.setenv("FOOTFALL_DATABASE__URL", "postgresql://u%40x:p%3Aw@127.0.0.1:15432/db1")
-    lay = Layout.from_settings(Settings(local_dir=tmp_path))
+    lay = Layout.from_settings(settings(local_dir=tmp_path))
     assert (lay.kafka_host, lay.kafka_port, lay.controller_port) == ("127.0.0.1", 19092, 19093)
     assert (lay.db.user, lay.db.password, lay.db.dbname, lay.pglite_port) == ("u@x", "p:w", "db1", 15433)
 
@@ -122,7 +133,7 @@ def test_pgbouncer_pools_one_transaction_at_a_time(lay: Layout):
 
 def test_pgbouncer_userlist_quotes_the_credentials(tmp_path: Path):
     lay = Layout.from_settings(
-        Settings(local_dir=tmp_path, database={"url": 'postgresql://us"er:pa%20ss@127.0.0.1:5432/footfall'})
+        settings(local_dir=tmp_path, database={"url": 'postgresql://us"er:pa%20ss@127.0.0.1:5432/footfall'})
     )
     assert configs.pgbouncer_userlist(lay) == '"us""er" "pa ss"\n'
 
