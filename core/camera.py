@@ -16,6 +16,11 @@ A frame whose ``frame_seq`` is not greater than ``state.last_frame_seq`` was alr
 tells beforehand).
 Nothing here reads a clock: ``processed_at`` is the shell's business.
 
+For the shell: write ``to_bytes()`` to the table on every frame (that is the durable copy), but
+keep the live ``CameraState`` objects of the cameras a worker owns in memory and decode with
+``from_bytes`` only when one is missing (after a rebalance or a restart); decoding costs about as
+much as a tenth of a step. The whole state is replaced on every frame: never mutate it.
+
 >>> scene = Scene.from_config(lines=[("door", (200, 0), (200, 480))])
 >>> state = CameraState()
 >>> crossings = []
@@ -49,6 +54,7 @@ from core.counting import (
     ZoneOccupancy,
     ZoneState,
     ZoneTransition,
+    moved,
     update_lines,
     update_zones,
 )
@@ -220,6 +226,7 @@ def process_frame(
         return FrameResult(state, [], [], [])
     tracker, tracks = step(state.tracker, frame.boxes, float(frame.captured_at), params.tracker)
     camera_id = frame.camera_id
-    lines, crossings = update_lines(state.lines, tracks, scene, camera_id, seq, params.counting)
-    zones, zone_events, occupancy = update_zones(state.zones, tracks, scene, camera_id, seq, params.counting)
+    motion = moved(tracks, params.counting) if (scene.line_ids or scene.zone_ids) and len(tracks.matched) else None
+    lines, crossings = update_lines(state.lines, tracks, scene, camera_id, seq, params.counting, motion)
+    zones, zone_events, occupancy = update_zones(state.zones, tracks, scene, camera_id, seq, params.counting, motion)
     return FrameResult(CameraState(tracker, lines, zones, seq), crossings, zone_events, occupancy)

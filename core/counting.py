@@ -8,17 +8,23 @@ Hysteresis band
     Anchors jitter: a person standing on a line moves its box a few pixels back and forth. Every
     decision uses a band around the line (or zone boundary) of half-width
     ``max(hysteresis_px, hysteresis_frac * box height)`` - by default 3 px or 2 % of the person's
-    height, whichever is larger. Rationale: a standing person's detection jitters by about 1 % of
-    its height, so a +-2 sigma swing stays inside the band; a walking person (~0.8 heights/s)
-    moves 3 % of its height per frame at 25 fps and 8 % at 10 fps, so confirming a crossing
-    costs at most about one frame of delay. Both are configurable (:class:`CountingParams`).
+    height, whichever is larger. Rationale: it is an assumption (configurable) that a standing
+    person's box jitters by about 1 % of its height, so a +-2 sigma swing stays inside the band;
+    on the other side, a walking person (~0.8 heights/s) moves ~3 % of its height per frame at
+    25 fps and ~8 % at 10 fps, so confirming a crossing costs at most about one frame of delay.
+    Scaling with the box keeps the rule independent of resolution and distance to the camera.
+    A camera whose detector is noisier gets a wider band (:class:`CountingParams`).
 
 Line rule (a Schmitt trigger per track and line)
     A track's *side* of a line is only updated when its anchor is outside the band. A crossing
     ``A -> B`` is counted when the track was last seen beyond the band on side A, then a step of
-    its anchor properly crosses the line segment towards B (see :mod:`core.geometry`: touching
-    and collinear steps do not cross), and then the anchor is beyond the band on side B (often in
-    the same step). So:
+    its anchor crosses the line segment towards B, and then the anchor is beyond the band on side
+    B (often in the same step). A step crosses when its end points lie on different sides of the
+    line and the segment's end points on different sides of the step (collinear steps never
+    cross). An anchor exactly on the line counts as being on the line's ``out`` side
+    (``CountingParams.count_touching``, default), so a passage via a point on the line counts
+    once; with ``count_touching=False`` it is on neither side and only proper intersections
+    cross (:func:`core.geometry.segments_cross`, the footage reference's rule). So:
 
     * jitter inside the band never counts, however often the anchor flips sides;
     * each counted leg is a real passage from beyond the band on one side to beyond it on the
@@ -53,7 +59,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -73,6 +79,8 @@ __all__ = [
     "update_lines",
     "update_zones",
     "hysteresis_band",
+    "moved",
+    "Moved",
 ]
 
 COUNT_MODES = ("both", "in_only", "out_only")
@@ -106,7 +114,7 @@ def hysteresis_band(heights: NDArray[np.float64], params: CountingParams = DEFAU
     >>> hysteresis_band(np.array([100.0, 300.0])).tolist()
     [3.0, 6.0]
     """
-    return np.maximum(params.hysteresis_px, params.hysteresis_frac * heights)
+    return np.maximum(max(params.hysteresis_px, 1e-9), params.hysteresis_frac * heights)
 
 
 # --------------------------------------------------------------------------- scene
@@ -138,6 +146,15 @@ class Scene:
     line_inv_len: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     line_length: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     line_delta: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 2)))  # end - start
+    # contiguous copies of the columns the hot path reads (numpy is slower on strided views)
+    _lsx: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _lsy: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _ldx: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _ldy: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _eax: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _eay: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _eby: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    _edge_zone: NDArray[np.int8] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))  # one-hot
     zone_ids: tuple[str, ...] = ()
     zone_polygons: tuple[NDArray[np.float64], ...] = ()
     # all zones' edges concatenated; zone z owns edges edge_start[z]:edge_start[z + 1]
@@ -203,15 +220,23 @@ class Scene:
             edge_b=edge_b,
             edge_start=edge_start,
             edge_slope=slope,
+            _lsx=s[:, 0].copy(),
+            _lsy=s[:, 1].copy(),
+            _ldx=d[:, 0].copy(),
+            _ldy=d[:, 1].copy(),
+            _eax=edge_a[:, 0].copy(),
+            _eay=edge_a[:, 1].copy(),
+            _eby=edge_b[:, 1].copy(),
+            _edge_zone=np.repeat(np.eye(len(polys), dtype=np.int8), [len(p) for p in polys], axis=0),
         )
 
     def line_orientation(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
         """(N, L) cross product ``(end - start) x (p - start)`` for points ``(x, y)``: > 0 on the
         ``in`` side. Same arithmetic as :func:`core.geometry.side_of_line`, so exact zeros agree."""
-        a = np.subtract.outer(y, self.line_start[:, 1])
-        a *= self.line_delta[:, 0]
-        b = np.subtract.outer(x, self.line_start[:, 0])
-        b *= self.line_delta[:, 1]
+        a = y[:, None] - self._lsy
+        a *= self._ldx
+        b = x[:, None] - self._lsx
+        b *= self._ldy
         a -= b
         return a
 
@@ -222,13 +247,16 @@ class Scene:
 
     def inside_zones(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.bool_]:
         """(N, Z) even-odd point-in-polygon of points ``(x, y)`` for every zone at once."""
-        ay = self.edge_a[:, 1]
+        ay = self._eay
         py = y[:, None]
-        straddles = (ay > py) != (self.edge_b[:, 1] > py)
-        xc = (py - ay) * self.edge_slope
-        xc += self.edge_a[:, 0]
-        straddles &= x[:, None] < xc
-        return (np.add.reduceat(straddles.view(np.int8), self.edge_start[:-1], axis=1) & 1).astype(bool)
+        straddles = (ay > py) != (self._eby > py)
+        xc = py - ay
+        xc *= self.edge_slope
+        xc += self._eax
+        straddles &= x[:, None] < xc  # the ray from the point to the right crosses the edge
+        if len(self.zone_ids) == 1:
+            return np.logical_xor.reduce(straddles, axis=1)[:, None]
+        return ((straddles.view(np.int8) @ self._edge_zone) & 1).view(bool)  # parity per zone (mod 256)
 
     def zone_boundary_distances(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
         """(N, Z) unsigned distance of points ``(x, y)`` to each zone's boundary."""
@@ -366,15 +394,27 @@ class ZoneState:
 # --------------------------------------------------------------------------- steps
 
 
-def _moved(tracks: Tracks, idx: NDArray[np.intp] | slice, params: CountingParams) -> tuple[NDArray, NDArray, NDArray]:
-    """Anchor x, y and hysteresis band (as a column) of the given tracks."""
+class Moved(NamedTuple):
+    """The tracks matched in a step (``idx``: a slice when all were) with their anchors and
+    hysteresis bands (a column). Computed once per frame and shared by lines and zones."""
+
+    idx: NDArray[np.intp] | slice
+    x: NDArray[np.float64]
+    y: NDArray[np.float64]
+    band: NDArray[np.float64]
+
+
+def moved(tracks: Tracks, params: CountingParams = DEFAULT_COUNTING) -> Moved:
+    """Anchors and bands of the tracks matched in this step."""
+    n_moved = int(np.count_nonzero(tracks.matched))
+    idx: NDArray[np.intp] | slice = slice(None) if n_moved == len(tracks.matched) else tracks.matched.nonzero()[0]
     det = tracks.rows[6:10, idx]
     x = det[0] + det[2]
     x *= 0.5
     band = det[3] - det[1]
     band *= params.hysteresis_frac
     np.maximum(band, max(params.hysteresis_px, 1e-9), out=band)  # > 0: on the line is never beyond it
-    return x, det[3], band[:, None]
+    return Moved(idx, x, det[3], band[:, None])
 
 
 def update_lines(
@@ -384,28 +424,29 @@ def update_lines(
     camera_id: str,
     frame_seq: int,
     params: CountingParams = DEFAULT_COUNTING,
+    motion: Moved | None = None,
 ) -> tuple[LineState, list[Crossing]]:
-    """Advance the line state by one tracker step; return the new state and confirmed crossings."""
+    """Advance the line state by one tracker step; return the new state and confirmed crossings.
+    ``motion`` is :func:`moved` of ``tracks`` if the caller has it already."""
     side = _realign(_remap_columns(state.side, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
     pending = _realign(_remap_columns(state.pending, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
-    n_moved = int(np.count_nonzero(tracks.matched))
-    if not scene.line_ids or not n_moved:
+    if not scene.line_ids or not np.count_nonzero(tracks.matched):
         return LineState(scene.line_ids, side, pending), []
-    idx: NDArray[np.intp] | slice = slice(None) if n_moved == len(tracks.matched) else tracks.matched.nonzero()[0]
-
-    x, y, band = _moved(tracks, idx, params)
-    orient = scene.line_orientation(x, y)  # distance to the line times its length
+    idx, x, y, band = motion or moved(tracks, params)
+    px, py = tracks.prev_anchors(idx)
+    n = len(x)
+    both = scene.line_orientation(np.concatenate([x, px]), np.concatenate([y, py]))
+    orient = both[:n]  # distance to the line times its length, > 0 on the in side
+    prev_orient = both[n:]  # the same before this step (NaN for tracks born in it)
     reach = band * scene.line_length  # the band in the same units
-    far_side = (orient >= reach).view(np.int8) - (orient <= -reach).view(np.int8)  # -1, 0 (in the band), +1
     s = side[idx]
     p = pending[idx]
 
-    # a step changes sides (NaN for newborns compares False); then check the segment's extent
-    px, py = tracks.prev_anchors(idx)
-    prev_orient = scene.line_orientation(px, py)
-    if params.count_touching:
+    # a step changes sides; then check the segment's extent (a few pairs at most)
+    if params.count_touching:  # on the line = on its out side
         changed = (prev_orient > 0) != (orient > 0)
-        changed &= prev_orient == prev_orient
+        if tracks.any_born:
+            changed &= prev_orient == prev_orient  # not NaN
     else:
         changed = prev_orient * orient < 0
     if np.count_nonzero(changed):
@@ -413,11 +454,17 @@ def update_lines(
             if step_within_segment((px[i], py[i]), (x[i], y[i]), scene.line_start[j], scene.line_end[j]):
                 p[i, j] = 1 if orient[i, j] > 0 else -1
 
-    # beyond the band on a side other than the one remembered: a decision to make
-    decide = (far_side != s) & (far_side != 0)
+    # beyond the band on the side opposite the remembered one, or the first time beyond it
+    decide = orient * s <= -reach  # false where s == 0 (reach > 0)
+    unknown = s == 0
+    if np.count_nonzero(unknown):
+        decide |= unknown & (np.abs(orient) >= reach)
     events: list[Crossing] = []
+    touched = False
     if np.count_nonzero(decide):
-        flip = decide & (s != 0)
+        touched = True
+        far_side = np.where(orient > 0, 1, -1).astype(np.int8)
+        flip = decide & ~unknown
         through = flip & (p == far_side)
         emit = through & (tracks.rows[STATUS_ROW, idx] != 0)[:, None]  # confirmed tracks only
         wait = through & ~emit  # tentative: keep the half crossing until the track is confirmed
@@ -427,9 +474,10 @@ def update_lines(
         if np.count_nonzero(emit):
             events = _crossings(tracks, idx, emit, far_side, x, y, scene, camera_id, frame_seq)
     if np.count_nonzero(p):  # beyond the band on its own side again: forget a half crossing
-        p[(far_side == s) & (far_side != 0)] = 0
-    side[idx] = s
-    pending[idx] = p
+        p[orient * s >= reach] = 0
+    if touched or not isinstance(idx, slice):  # (with a slice, s and p are views of side, pending)
+        side[idx] = s
+        pending[idx] = p
     return LineState(scene.line_ids, side, pending), events
 
 
@@ -487,9 +535,10 @@ def update_zones(
     camera_id: str,
     frame_seq: int,
     params: CountingParams = DEFAULT_COUNTING,
+    motion: Moved | None = None,
 ) -> tuple[ZoneState, list[ZoneTransition], list[ZoneOccupancy]]:
     """Advance the zone state by one tracker step; return the new state, enter/exit events and
-    the occupancy of every zone after this frame."""
+    the occupancy of every zone after this frame. ``motion`` as for :func:`update_lines`."""
     old_inside = _remap_columns(state.inside, state.zone_ids, scene.zone_ids, 0)
     old_entered = _remap_columns(state.entered_at, state.zone_ids, scene.zone_ids, np.nan)
     inside = _realign(old_inside, tracks.kept_from, 0)
@@ -507,13 +556,21 @@ def update_zones(
                 dwell = max(last_seen - float(old_entered[i, j]), 0.0)
                 events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
 
-    upd = (tracks.matched & (tracks.rows[STATUS_ROW] != 0)).nonzero()[0]  # moved and confirmed
+    if np.count_nonzero(tracks.matched):
+        idx, x, y, band = motion or moved(tracks, params)
+        confirmed = tracks.rows[STATUS_ROW, idx] != 0  # tentative tracks are in no zone
+        if np.count_nonzero(confirmed) == len(confirmed):
+            upd = np.arange(tracks.rows.shape[1])[idx]
+        else:
+            upd = np.arange(tracks.rows.shape[1])[idx][confirmed]
+            x, y, band = x[confirmed], y[confirmed], band[confirmed]
+    else:
+        upd = np.zeros(0, dtype=np.intp)
     if len(upd):
-        x, y, band = _moved(tracks, upd, params)
         now_in = scene.inside_zones(x, y)
         zin = inside[upd]
         # only pairs whose state could change need the (costlier) distance to the boundary
-        maybe = np.where(now_in, zin != 1, zin != -1)
+        maybe = zin != now_in.view(np.int8) * 2 - 1  # inside now but not remembered so, or the reverse
         if np.count_nonzero(maybe):
             rows = maybe.any(axis=1).nonzero()[0]
             far = scene.zone_boundary_distances(x[rows], y[rows]) >= band[rows]
@@ -534,14 +591,12 @@ def update_zones(
                     entered[col, j] = np.nan
 
     occupancy = []
-    ids = None
+    members_all = inside == 1
     for j, zid in enumerate(scene.zone_ids):
-        col = (inside[:, j] == 1).nonzero()[0]
+        col = members_all[:, j].nonzero()[0]
         if len(col):
-            ids = tracks.rows[0].tolist() if ids is None else ids
-            since = entered[col, j].tolist()
-            avg = sum(max(t - v, 0.0) for v in since) / len(since)
-            members = tuple(int(ids[i]) for i in col.tolist())
+            avg = max(t - float(np.add.reduce(entered[col, j])) / len(col), 0.0)
+            members = tuple(tracks.rows[0, col].astype(np.int64).tolist())
         else:
             avg, members = None, ()
         occupancy.append(ZoneOccupancy(zone_id=zid, at=t, count=len(members), avg_dwell_s=avg, track_ids=members))
