@@ -111,3 +111,29 @@ def test_to_dict_is_json_friendly():
     state, _ = run(frames(30))
     d = json.loads(json.dumps(state.to_dict()))
     assert d["last_frame_seq"] == 29 and d["lines"]["line_ids"] == ["door", "hall"]
+
+
+def test_accepts_the_wire_record_directly():
+    from models.records import FrameDetections
+
+    state = CameraState()
+    for seq in range(8):
+        x = 280.0 + 10 * seq
+        record = FrameDetections(
+            camera_id="cam-9",
+            frame_seq=seq,
+            captured_at=1.7e9 + seq / 10,
+            frame_width=640,
+            frame_height=480,
+            boxes=[[x - 20, 200.0, x + 20, 330.0, 0.8]],
+            model_name="yolov8s",
+            model_version="8.3",
+            inference_ms=50.0,
+            published_at=1.7e9 + seq / 10 + 0.05,
+        )
+        state, crossings, _, _ = process_frame(state, record, SCENE)
+        if crossings:
+            assert [(c.camera_id, c.line_id, c.direction) for c in crossings] == [("cam-9", "door", "in")]
+            break
+    else:
+        pytest.fail("the walker was not counted")
