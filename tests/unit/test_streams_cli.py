@@ -41,7 +41,19 @@ def test_run_options_parse() -> None:
     assert build_parser().parse_args(["run", "--config-topic"]).config_topic == ""
 
 
-def test_run_refuses_without_cameras(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def restore_logging():
+    """``run`` configures the root logger like a CLI does; put it back for the other tests."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_run_refuses_without_cameras(tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging) -> None:
     assert main(["run", "--metrics-port", "0"]) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras:\n  - camera_id: x\n    stream: {url: 'rtsp://u:pw@h/s'}\n")
