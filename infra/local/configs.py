@@ -55,7 +55,7 @@ def kafka_server_properties(lay: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kafka_log4j2(lay: Layout) -> str:
+def kafka_log4j2() -> str:
     """Log4j2 configuration: everything to the console, which ``up`` sends to the broker's log file.
     Kafka's chattiest loggers are turned down to WARN."""
     return """\

@@ -146,7 +146,7 @@ class Kafka(Proc):
 
     def prepare(self) -> None:
         _write(self.properties, configs.kafka_server_properties(self.lay))
-        _write(self.dir / "log4j2.properties", configs.kafka_log4j2(self.lay))
+        _write(self.dir / "log4j2.properties", configs.kafka_log4j2())
         if not (self.dir / "data" / "meta.properties").exists():
             cmd = self._java(
                 "kafka.tools.StorageTool", "format", "-t", configs.kafka_cluster_id(), "-c", str(self.properties)

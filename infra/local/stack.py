@@ -20,7 +20,7 @@ class Row:
     """One process's line in ``status`` (and what ``up``/``down`` did to it)."""
 
     name: str
-    state: str  # running | stopped | unhealthy | started | already running | stopped now ...
+    state: str  # status: running/unhealthy/stopped; up: started/already running; down: stopped/killed
     pid: int | None
     ports: list[int]
     log: Path
