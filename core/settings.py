@@ -48,6 +48,24 @@ class HttpSettings(BaseModel):
     metrics_port: int = 9108  # Prometheus metrics of the grabbers
 
 
+class WorkerSettings(BaseModel):
+    """The Faust worker (``faust -A agents.app worker``): counting agents, sinks, live views."""
+
+    # Consumer group / changelog prefix; empty = ``<topic_prefix>-worker`` so test runs with their
+    # own topic prefix never share state with the main job.
+    app_id: str = ""
+    # Where Faust keeps its local data (table stores, offsets cache).
+    datadir: Path = PROJECT_ROOT / ".local" / "faust"
+    # Camera states changed in memory reach the changelog at most this long after a frame
+    # (offsets are committed only behind them, so a crash replays from there).
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    window_s: float = Field(default=60.0, gt=0)  # tumbling count windows
+    grace_s: float = Field(default=30.0, ge=0)  # late frames within this are counted in their window
+    rolling_s: float = Field(default=900.0, gt=0)  # rolling view (15 minutes)
+    sinks: bool = True  # run the TimescaleDB sink agents in this worker
+    push: bool = True  # publish crossings/occupancy to Redis for the API's live push
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FOOTFALL_",
@@ -60,6 +78,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
+    worker: WorkerSettings = WorkerSettings()
     # Where the local stack keeps its data, logs and downloaded jars/npm packages.
     local_dir: Path = PROJECT_ROOT / ".local"
     # Bearer token required by HTTP endpoints that change state. Unset = writes are refused.

@@ -1,0 +1,75 @@
+"""The Faust application: the app, its topics and its tables in one place.
+
+Run a worker with ``faust -A agents.app worker -l info`` (``make run`` does it for you). Agents live
+in the modules beside this one and are found by autodiscovery when the worker starts:
+
+- ``agents.counting``: detections -> tracker + lines + zones -> crossings, zone events, occupancy,
+  window counts; camera configuration from the compacted config topic; live views.
+- ``agents.sinks``: crossings, window counts, occupancy and stream stats -> TimescaleDB.
+- ``agents.push``: crossings and occupancy -> Redis pub/sub and snapshots for the API's live push.
+
+Every source topic is read as raw bytes and parsed with ``models.base.parse`` so that a malformed
+message is routed to the dead-letter topic (``agents.deadletter``) instead of stopping the agent.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from core.settings import get_settings
+from models.topics import topic_name
+
+settings = get_settings()
+PREFIX = settings.kafka.topic_prefix
+PARTITIONS = settings.kafka.partitions
+APP_ID = settings.worker.app_id or f"{PREFIX}-worker"
+settings.worker.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+
+app = faust.App(
+    APP_ID,
+    broker=f"kafka://{settings.kafka.bootstrap}",
+    store="memory://",  # tables are rebuilt from their changelog topics on start
+    autodiscover=True,
+    origin="agents",
+    datadir=str(settings.worker.datadir / APP_ID),
+    topic_partitions=PARTITIONS,
+    topic_replication_factor=settings.kafka.replication_factor,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_compression_type="lz4",
+    web_host=settings.http.host,
+    web_port=settings.http.worker_web_port,
+    canonical_url=f"http://{settings.http.host}:{settings.http.worker_web_port}",
+)
+
+
+def source_topic(name: str) -> faust.TopicT:
+    """One of the catalogue's topics (created by ``python -m infra.topics``), keys and values raw."""
+    return app.topic(
+        topic_name(PREFIX, name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=PARTITIONS,
+    )
+
+
+detections_topic = source_topic("detections")
+stream_stats_topic = source_topic("stream-stats")
+camera_config_topic = source_topic("camera-config")
+crossings_topic = source_topic("crossings")
+zone_events_topic = source_topic("zone-events")
+window_counts_topic = source_topic("window-counts")
+occupancy_topic = source_topic("occupancy")
+alerts_topic = source_topic("alerts")
+dead_letter_topic = source_topic("dead-letter")
+
+
+def main() -> None:
+    """``python -m agents.app worker`` is the same as ``faust -A agents.app worker``."""
+    app.main()
+
+
+if __name__ == "__main__":
+    main()
