@@ -24,7 +24,9 @@ def stack():
     from infra.local.services import StackError
 
     try:
-        local_stack.up(get_settings())
+        # Migrations are applied by `make up` (and by the schema tests), not here: a test run must not
+        # record a migration file that someone is still writing.
+        local_stack.up(get_settings(), migrate_db=False)
     except StackError as exc:
         pytest.fail(f"the local stack did not come up: {exc}", pytrace=False)
     return local_stack.layout(get_settings())

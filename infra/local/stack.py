@@ -96,11 +96,17 @@ def fetch(settings: Settings) -> None:
         PROCS[name](lay).fetch()
 
 
-def up(settings: Settings, names: list[str] | tuple[str, ...] = (), ensure_topics: bool = True) -> list[Row]:
+def up(
+    settings: Settings,
+    names: list[str] | tuple[str, ...] = (),
+    ensure_topics: bool = True,
+    migrate_db: bool = True,
+) -> list[Row]:
     """Start what is not running, then wait until every named service answers a real request.
 
     Everything that could stop a start (missing programs, ports taken) is checked before
-    anything starts. With Kafka up, the topic catalogue is created.
+    anything starts. With Kafka up, the topic catalogue is created; with the database up, the
+    migrations in ``sql/migrations`` are applied (both idempotent).
     """
     lay = layout(settings)
     ps = [PROCS[n](lay) for n in expand(names)]
@@ -125,6 +131,13 @@ def up(settings: Settings, names: list[str] | tuple[str, ...] = (), ensure_topic
             create(lay.bootstrap, catalogue(lay.topic_prefix, lay.partitions))
         except Exception as exc:
             raise StackError("kafka", f"creating the topic catalogue failed: {exc}", lay.log_file("kafka")) from exc
+    if migrate_db and any(p.name == "pgbouncer" for p in ps):
+        from sql.migrate import MigrationError, migrate
+
+        try:
+            migrate(lay.db_dsn)
+        except (MigrationError, OSError) as exc:
+            raise StackError("pgbouncer", f"applying the migrations failed: {exc}", lay.log_file("pglite")) from exc
     return rows
 
 
