@@ -64,6 +64,15 @@ class WorkerSettings(BaseModel):
     rolling_s: float = Field(default=900.0, gt=0)  # rolling view (15 minutes)
     sinks: bool = True  # run the TimescaleDB sink agents in this worker
     push: bool = True  # publish crossings/occupancy to Redis for the API's live push
+    # Sinks flush a batch when it holds this many messages or its oldest is this old (rows visible
+    # within ~2 s); a slow or unreachable database blocks the sink, and Faust stops fetching.
+    sink_batch_max: int = Field(default=2000, ge=1)
+    sink_batch_within_s: float = Field(default=0.5, gt=0)
+    # Materialize the continuous aggregates from the worker (leader only) every this many seconds.
+    # On for the local stack, whose PGlite runs no background jobs; off where TimescaleDB's own
+    # refresh policies run (docker-compose sets FOOTFALL_WORKER__CAGG_REFRESH=false).
+    cagg_refresh: bool = True
+    cagg_refresh_interval_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):
