@@ -1,0 +1,180 @@
+"""The HTTP API: a small FastAPI app served by uvicorn beside the Faust worker (``python -m api``).
+
+``create_app(settings)`` wires one database pool (psycopg, through pgbouncer), one Redis client
+and one Kafka producer (for the camera-config topic) into ``app.state``; the routes live in
+``api.routes``. Errors are JSON ``{"detail": "<what is wrong, naming the parameter or field>"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from api.queries import ParamError
+from api.store import PasswordStorageError
+from core.settings import Settings, get_settings
+from models.base import SchemaError
+from models.topics import catalogue, ensure_topics, topic_name
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """People counting over Kafka and TimescaleDB: cameras and their counting lines and zones,
+counts and occupancy from the continuous aggregates, stream health (seed 002 endpoints) and a live push.
+
+**Auth**: reads are open; every write needs `Authorization: Bearer <FOOTFALL_API_TOKEN>`.
+With no token configured on the server, writes answer 403."""
+
+
+class PublishError(RuntimeError):
+    """The camera-config topic did not acknowledge a record."""
+
+
+class ConfigPublisher:
+    """Publishes camera configurations to the compacted camera-config topic, key ``camera_id``.
+
+    ``murmur2_random`` is the Java client's (and aiokafka's, so Faust's) partitioner: a camera's
+    config lands on the same partition number as its events produced by the workers.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic_name(settings.kafka.topic_prefix, "camera-config")
+        self._settings = settings
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "message.timeout.ms": 10_000,
+                "socket.timeout.ms": 10_000,
+            }
+        )
+
+    def ensure_topic(self) -> None:
+        kafka = self._settings.kafka
+        spec = [s for s in catalogue(kafka.topic_prefix, kafka.partitions) if s.name == self.topic]
+        ensure_topics(self._settings.kafka.bootstrap, spec, timeout_s=10)
+
+    def publish(self, camera_id: str, value: bytes | None, timeout_s: float = 15.0) -> None:
+        """Produce and wait for the broker's acknowledgement; raise :class:`PublishError` otherwise."""
+        errors: list[Any] = []
+        delivered: list[bool] = []
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            (errors.append(err) if err is not None else delivered.append(True))
+
+        self._producer.produce(self.topic, key=camera_id.encode(), value=value, on_delivery=on_delivery)
+        self._producer.flush(timeout_s)
+        if errors or not delivered:
+            reason = errors[0] if errors else "no acknowledgement in time"
+            raise PublishError(f"the camera-config topic {self.topic} did not take the update: {reason}")
+
+    def reachable(self, timeout_s: float = 3.0) -> bool:
+        self._producer.list_topics(timeout=timeout_s)
+        return True
+
+    def close(self) -> None:
+        self._producer.flush(5)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    import redis.asyncio as aioredis
+
+    settings: Settings = app.state.settings
+    pool = AsyncConnectionPool(
+        settings.database.url.get_secret_value(),
+        min_size=settings.database.pool_min,
+        max_size=settings.database.pool_max,
+        kwargs={"prepare_threshold": None, "autocommit": True, "row_factory": dict_row},
+        timeout=15,
+        open=False,
+    )
+    await pool.open(wait=False)  # the API starts (and /health says why) even if the DB is down
+    app.state.pool = pool
+    app.state.redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value(), socket_timeout=5)
+    app.state.publisher = ConfigPublisher(settings)
+    try:
+        await asyncio.to_thread(app.state.publisher.ensure_topic)
+    except Exception as exc:  # broker down: writes will answer 503 until it is back
+        log.warning("could not check/create the camera-config topic: %s", exc)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(app.state.publisher.close)
+        await app.state.redis.aclose()
+        await pool.close()
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p != "body"] or ["body"]
+    return ".".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        detail = "; ".join(f"{_loc(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in errors[:5])
+        safe = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        return _error(422, detail or "invalid request", errors=safe)
+
+    @app.exception_handler(ParamError)
+    async def param_error(_req: Request, exc: ParamError) -> JSONResponse:
+        return _error(422, str(exc), param=exc.param)
+
+    @app.exception_handler(SchemaError)
+    async def schema_error(_req: Request, exc: SchemaError) -> JSONResponse:
+        return _error(422, str(exc), field=exc.field)
+
+    @app.exception_handler(PasswordStorageError)
+    async def password_error(_req: Request, exc: PasswordStorageError) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(PublishError)
+    async def publish_error(_req: Request, exc: PublishError) -> JSONResponse:
+        return _error(503, f"{exc}; nothing was stored, retry")
+
+    @app.exception_handler(psycopg.errors.DataError)
+    @app.exception_handler(psycopg.errors.IntegrityError)
+    async def db_refused(_req: Request, exc: psycopg.Error) -> JSONResponse:
+        msg = exc.diag.message_primary if exc.diag and exc.diag.message_primary else type(exc).__name__
+        return _error(422, f"the database refused the values: {msg}")
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def db_down(_req: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return _error(503, "the database is unavailable, retry shortly")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    from api.routes import analytics, cameras, health, live, monitoring
+
+    app = FastAPI(
+        title="footfall API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    install_error_handlers(app)
+    for module in (health, cameras, analytics, monitoring, live):
+        app.include_router(module.router)
+    return app

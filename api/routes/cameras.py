@@ -1,0 +1,181 @@
+"""Cameras and what they count. Every write: validate (Pydantic shape, then the wire record's own
+checks), store in one transaction, publish the stored ``CameraConfig`` to the compacted
+camera-config topic (key camera_id) and commit only once the broker acknowledged it, so the
+database and the topic never disagree for long: a failed publish stores nothing (503)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+
+from api import queries, store
+from api.auth import require_token
+from api.deps import CameraId, Conn, LineId, ZoneId
+from api.schemas import ID_PATTERN, CameraBody, CameraIn, LineBody, ZoneBody
+from models.base import parse
+from models.records import CameraConfig
+
+router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
+write = [Depends(require_token)]
+
+
+def _config_from_body(camera_id: str, body: CameraBody) -> tuple[CameraConfig, Any]:
+    """(validated CameraConfig, password or store.KEEP) from a request body."""
+    data = body.model_dump(exclude={"camera_id"})
+    password: Any = store.KEEP
+    if data.get("stream") is not None:
+        if "password" in body.stream.model_fields_set:
+            password = data["stream"]["password"] or ""
+        data["stream"].pop("password", None)
+    try:
+        zoneinfo.ZoneInfo(data["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise HTTPException(422, f"timezone: unknown IANA time zone {data['timezone']!r}") from None
+    data["camera_id"] = camera_id
+    data["updated_at"] = time.time()
+    for key in ("stream", "detection", "thresholds"):
+        if data.get(key) is None:
+            data.pop(key)
+    return parse(CameraConfig, data), password
+
+
+def _edit(cfg: CameraConfig, **changes: Any) -> CameraConfig:
+    data = json.loads(cfg.to_json())
+    data.update(changes, updated_at=time.time())
+    return parse(CameraConfig, data)
+
+
+async def _write(
+    request: Request,
+    conn: Conn,
+    camera_id: str,
+    build: Callable[[tuple[CameraConfig, bool] | None], tuple[CameraConfig, Any]],
+) -> tuple[dict[str, Any], bool]:
+    """Lock the camera row, build the new config from the stored one, store, publish, commit."""
+    settings = request.app.state.settings
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    async with conn.transaction():
+        await conn.execute("SELECT 1 FROM cameras WHERE camera_id = %s FOR UPDATE", (camera_id,))
+        current = await store.load_camera(conn, camera_id)
+        cfg, password = build(current)
+        created = await store.save_camera(conn, queries.normalise(cfg), password, key)
+        stored, has_password = await store.load_camera(conn, camera_id)
+        await asyncio.to_thread(request.app.state.publisher.publish, camera_id, stored.to_json())
+    return queries.camera_view(stored, has_password), created
+
+
+def _require(current: tuple[CameraConfig, bool] | None, camera_id: str) -> CameraConfig:
+    if current is None:
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    return current[0]
+
+
+@router.get("", summary="List cameras")
+async def list_cameras(
+    conn: Conn,
+    tenant: str | None = Query(None, pattern=ID_PATTERN),
+    location: str | None = Query(None, pattern=ID_PATTERN),
+    group: str | None = Query(None, pattern=ID_PATTERN),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> dict[str, Any]:
+    rows = await store.list_cameras(conn, tenant, location, group, limit, offset)
+    return {"cameras": [queries.camera_view(cfg, pw) for cfg, pw in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/{camera_id}", summary="One camera's configuration (never its password)")
+async def get_camera(conn: Conn, camera_id: CameraId) -> dict[str, Any]:
+    loaded = await store.load_camera(conn, camera_id)
+    if loaded is None:
+        raise HTTPException(404, f"unknown camera {camera_id!r}")
+    return queries.camera_view(*loaded)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=write, summary="Create a camera")
+async def create_camera(request: Request, conn: Conn, body: CameraIn) -> dict[str, Any]:
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        if current is not None:
+            msg = f"camera {body.camera_id!r} exists: PUT /api/v1/cameras/{body.camera_id} replaces it"
+            raise HTTPException(409, msg)
+        return _config_from_body(body.camera_id, body)
+
+    view, _ = await _write(request, conn, body.camera_id, build)
+    return view
+
+
+@router.put("/{camera_id}", dependencies=write, summary="Create or replace a camera")
+async def put_camera(
+    request: Request, response: Response, conn: Conn, camera_id: CameraId, body: CameraBody
+) -> dict[str, Any]:
+    view, created = await _write(request, conn, camera_id, lambda _cur: _config_from_body(camera_id, body))
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return view
+
+
+@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=write, summary="Delete a camera")
+async def delete_camera(request: Request, conn: Conn, camera_id: CameraId) -> Response:
+    """Removes its configuration (lines, zones, memberships) and publishes a tombstone; the
+    counted history stays in the time-series tables."""
+    async with conn.transaction():
+        if not await store.delete_camera(conn, camera_id):
+            raise HTTPException(404, f"unknown camera {camera_id!r}")
+        await asyncio.to_thread(request.app.state.publisher.publish, camera_id, None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/{camera_id}/lines/{line_id}", dependencies=write, summary="Create or replace a counting line")
+async def put_line(
+    request: Request, conn: Conn, camera_id: CameraId, line_id: LineId, body: LineBody
+) -> dict[str, Any]:
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        cfg = _require(current, camera_id)
+        line = {"line_id": line_id, **body.model_dump()}
+        lines = [json.loads(ln.to_json()) for ln in cfg.lines if ln.line_id != line_id] + [line]
+        return _edit(cfg, lines=lines), store.KEEP
+
+    view, _ = await _write(request, conn, camera_id, build)
+    return view
+
+
+@router.delete("/{camera_id}/lines/{line_id}", dependencies=write, summary="Remove a counting line")
+async def delete_line(request: Request, conn: Conn, camera_id: CameraId, line_id: LineId) -> dict[str, Any]:
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        cfg = _require(current, camera_id)
+        if not any(ln.line_id == line_id for ln in cfg.lines):
+            raise HTTPException(404, f"camera {camera_id!r} has no line {line_id!r}")
+        return _edit(cfg, lines=[json.loads(ln.to_json()) for ln in cfg.lines if ln.line_id != line_id]), store.KEEP
+
+    view, _ = await _write(request, conn, camera_id, build)
+    return view
+
+
+@router.put("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Create or replace a zone")
+async def put_zone(
+    request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId, body: ZoneBody
+) -> dict[str, Any]:
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        cfg = _require(current, camera_id)
+        zone = {"zone_id": zone_id, **body.model_dump()}
+        zones = [json.loads(z.to_json()) for z in cfg.zones if z.zone_id != zone_id] + [zone]
+        return _edit(cfg, zones=zones), store.KEEP
+
+    view, _ = await _write(request, conn, camera_id, build)
+    return view
+
+
+@router.delete("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Remove a zone")
+async def delete_zone(request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId) -> dict[str, Any]:
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        cfg = _require(current, camera_id)
+        if not any(z.zone_id == zone_id for z in cfg.zones):
+            raise HTTPException(404, f"camera {camera_id!r} has no zone {zone_id!r}")
+        return _edit(cfg, zones=[json.loads(z.to_json()) for z in cfg.zones if z.zone_id != zone_id]), store.KEEP
+
+    view, _ = await _write(request, conn, camera_id, build)
+    return view

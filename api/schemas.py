@@ -1,0 +1,98 @@
+"""Request bodies as Pydantic models: they give the OpenAPI document its shapes and bound every
+number so the database can store it. The wire records (``models.records``) then apply the
+product's own checks and name the bad field; both errors come back as 422 with that message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
+WireId = Annotated[str, Field(pattern=ID_PATTERN, examples=["cam-1"])]
+Coord = Annotated[float, Field(ge=0, le=100_000)]
+Point = Annotated[list[Coord], Field(min_length=2, max_length=2, examples=[[320, 0]])]
+Text = Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineBody(_Body):
+    """A directed counting line; ``in`` is movement onto the right-hand side of start -> end."""
+
+    start: Point
+    end: Point
+    name: Text = ""
+    count: Literal["both", "in_only", "out_only"] = "both"
+
+
+class LineIn(LineBody):
+    line_id: WireId
+
+
+class ZoneBody(_Body):
+    polygon: Annotated[list[Point], Field(min_length=3, max_length=200)]
+    name: Text = ""
+    capacity: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    alert_threshold_pct: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    area_sqm: Annotated[float, Field(gt=0, le=10_000_000)] | None = None
+
+
+class ZoneIn(ZoneBody):
+    zone_id: WireId
+
+
+class StreamIn(_Body):
+    url: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+    protocol: Literal["rtsp", "http", "file", "device"] = "rtsp"
+    username: Text | None = None
+    password: Annotated[str, Field(max_length=500, pattern=r"^[^\x00]*$")] | None = Field(
+        default=None,
+        description="Write-only. Stored encrypted (Fernet, FOOTFALL_SECRET_KEY), never returned nor published. "
+        "Omit to keep the stored one; send an empty string to remove it.",
+    )
+    credentials_ref: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=100)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    retry_count: Annotated[int, Field(ge=0, le=1_000_000)] = 3
+    retry_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 5.0
+    target_fps: Annotated[float, Field(gt=0, le=1000)] = 10.0
+
+
+class DetectionIn(_Body):
+    model: Text = ""
+    imgsz: Annotated[int, Field(ge=32, le=4096)] = 640
+    confidence: Annotated[float, Field(gt=0, le=1)] = 0.3
+    region: Annotated[list[Point], Field(min_length=3, max_length=200)] | None = None
+
+
+class ThresholdsIn(_Body):
+    offline_after_s: Annotated[float, Field(ge=0, le=1e7)] = 300.0
+    min_stream_fps_ratio: Annotated[float, Field(ge=0, le=100)] = 0.7
+    max_frame_drop_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+    max_latency_ms: Annotated[float, Field(ge=0, le=1e7)] = 1000.0
+    max_reconnects_per_hour: Annotated[int, Field(ge=0, le=1_000_000)] = 5
+    max_inference_ms: Annotated[float, Field(ge=0, le=1e7)] = 200.0
+    max_processing_latency_ms: Annotated[float, Field(ge=0, le=1e7)] = 500.0
+
+
+class CameraBody(_Body):
+    """A camera's whole configuration (``CameraConfig`` on the wire, plus the write-only password)."""
+
+    name: Text = ""
+    enabled: bool = True
+    tenant: WireId = "default"
+    location: WireId | None = None
+    groups: Annotated[list[WireId], Field(max_length=100)] = []
+    timezone: Annotated[str, Field(max_length=64, examples=["Europe/Paris"])] = "UTC"
+    stream: StreamIn | None = None
+    detection: DetectionIn | None = None
+    lines: Annotated[list[LineIn], Field(max_length=100)] = []
+    zones: Annotated[list[ZoneIn], Field(max_length=100)] = []
+    thresholds: ThresholdsIn | None = None
+
+
+class CameraIn(CameraBody):
+    camera_id: WireId
