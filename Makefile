@@ -3,6 +3,7 @@
 PY := .venv/bin/python
 S ?=
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: setup up down status test run lint
 
@@ -21,8 +22,8 @@ status:  ## one line per service; exit status 0 only if all are healthy
 test: up  ## unit + integration tests against the local stack
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-run: up  ## the main job
-	@bash infra/run_main.sh
+run: up  ## the main job (ARGS="--cameras 100", ARGS="--source video.mp4", see python -m infra.main_job --help)
+	@bash infra/run_main.sh $(ARGS)
 
 lint:
 	$(PY) -m ruff check .
