@@ -60,7 +60,8 @@ def owner_url(partition: int) -> str | None:
 async def routed(view: View, request: Request, camera_id: str, local: Any) -> Response:
     """Answer locally if this worker owns ``camera_id`` (or the request was already forwarded),
     else forward to the owner."""
-    if camera_id not in counter.cameras and not request.headers.get(ROUTED_HEADER):
+    rt = counter.cameras.get(camera_id)
+    if rt is None and not request.headers.get(ROUTED_HEADER):
         url = owner_url(camera_partition(camera_id))
         if url is not None and url.rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
             from yarl import URL
@@ -70,10 +71,15 @@ async def routed(view: View, request: Request, camera_id: str, local: Any) -> Re
             async with app.http_client.get(str(target), headers={ROUTED_HEADER: "1"}) as resp:
                 body = await resp.read()
                 return view.bytes(body, content_type="application/json", status=resp.status)
-    rt = counter.cameras.get(camera_id)
+    if rt is None:  # owned, but no frame since the partition was assigned: read the stored state
+        raw = camera_states.data.get(camera_id.encode())
+        try:
+            rt = None if raw is None else st.decode(raw)
+        except ValueError:
+            rt = None
     if rt is None:
         return view.json({"error": f"camera {camera_id!r} has no state on its owner yet"}, status=404)
-    return view.json(local(rt))
+    return view.json({**local(rt), "served_by": str(app.conf.canonical_url)})
 
 
 def _window_counts(rt: st.CameraRuntime, start: float) -> dict[str, dict[str, int]]:

@@ -3,6 +3,7 @@ topic prefix, hand-made walking people, producing and draining topics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -51,10 +52,8 @@ class Scratch:
         names = [t for t in self.admin.list_topics(timeout=10).topics if t.startswith(self.prefix)]
         if names:
             for fut in self.admin.delete_topics(names, operation_timeout=30).values():
-                try:
+                with contextlib.suppress(Exception):  # best effort cleanup
                     fut.result(timeout=30)
-                except Exception:  # noqa: BLE001 - best effort cleanup
-                    pass
 
 
 class Worker:
@@ -220,9 +219,7 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[str, bytes | None]
     return n
 
 
-def drain(
-    bootstrap: str, topic: str, until: Any = None, idle_s: float = 3.0, timeout_s: float = 60.0
-) -> list[Any]:
+def drain(bootstrap: str, topic: str, until: Any = None, idle_s: float = 3.0, timeout_s: float = 60.0) -> list[Any]:
     """Every message of ``topic`` from the beginning (confluent ``Message`` objects); stops when
     ``until(messages)`` is true and nothing new came for a short while, or after ``idle_s`` of
     silence when ``until`` is None, or at ``timeout_s``."""
