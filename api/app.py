@@ -46,9 +46,12 @@ class ConfigPublisher:
     config lands on the same partition number as its events produced by the workers.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
         from confluent_kafka import Producer
 
+        # A record not acknowledged within timeout_s fails for good (message.timeout.ms), so a
+        # write answered 503 can never reach the topic later.
+        self.timeout_s = timeout_s
         self.topic = topic_name(settings.kafka.topic_prefix, "camera-config")
         self._settings = settings
         self._producer = Producer(
@@ -57,7 +60,7 @@ class ConfigPublisher:
                 "acks": "all",
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",
-                "message.timeout.ms": 10_000,
+                "message.timeout.ms": int(timeout_s * 1000),
                 "socket.timeout.ms": 10_000,
             }
         )
@@ -67,7 +70,7 @@ class ConfigPublisher:
         spec = [s for s in catalogue(kafka.topic_prefix, kafka.partitions) if s.name == self.topic]
         ensure_topics(self._settings.kafka.bootstrap, spec, timeout_s=10)
 
-    def publish(self, camera_id: str, value: bytes | None, timeout_s: float = 15.0) -> None:
+    def publish(self, camera_id: str, value: bytes | None) -> None:
         """Produce and wait for the broker's acknowledgement; raise :class:`PublishError` otherwise."""
         errors: list[Any] = []
         delivered: list[bool] = []
@@ -76,7 +79,7 @@ class ConfigPublisher:
             (errors.append(err) if err is not None else delivered.append(True))
 
         self._producer.produce(self.topic, key=camera_id.encode(), value=value, on_delivery=on_delivery)
-        self._producer.flush(timeout_s)
+        self._producer.flush(self.timeout_s + 5)
         if errors or not delivered:
             reason = errors[0] if errors else "no acknowledgement in time"
             raise PublishError(f"the camera-config topic {self.topic} did not take the update: {reason}")
@@ -105,7 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.open(wait=False)  # the API starts (and /health says why) even if the DB is down
     app.state.pool = pool
     app.state.redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value(), socket_timeout=5)
-    app.state.publisher = ConfigPublisher(settings)
+    app.state.publisher = ConfigPublisher(settings, app.state.publish_timeout_s)
     try:
         await asyncio.to_thread(app.state.publisher.ensure_topic)
     except Exception as exc:  # broker down: writes will answer 503 until it is back
@@ -164,7 +167,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(503, "the database is unavailable, retry shortly")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0) -> FastAPI:
     from api.routes import analytics, cameras, health, live, monitoring
 
     app = FastAPI(
@@ -174,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    app.state.publish_timeout_s = publish_timeout_s
     install_error_handlers(app)
     for module in (health, cameras, analytics, monitoring, live):
         app.include_router(module.router)

@@ -56,6 +56,17 @@ def parse_duration(text: str, param: str = "duration") -> timedelta:
     return value
 
 
+def floor_time(t: datetime, step: timedelta) -> datetime:
+    """Start of the bucket of width ``step`` holding ``t`` (epoch-aligned, as ``time_bucket`` for
+    minutes, hours and days).
+
+    >>> floor_time(datetime(2026, 1, 2, 13, 45, tzinfo=UTC), timedelta(hours=1)).isoformat()
+    '2026-01-02T13:00:00+00:00'
+    """
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return t - (t - epoch) % step
+
+
 def as_utc(t: datetime) -> datetime:
     """Naive datetimes are taken as UTC."""
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
@@ -80,12 +91,14 @@ INTERVALS: dict[str, Interval] = {
 def time_range(
     start: datetime | None, end: datetime | None, default_span: timedelta, step: timedelta, now: datetime
 ) -> tuple[datetime, datetime]:
-    """``[from, to)`` from optional bounds: ``to`` defaults to now, ``from`` to ``to - default_span``.
+    """``[from, to)`` from optional bounds: ``to`` defaults to now, ``from`` to ``to - default_span``;
+    ``from`` is moved back to the start of its bucket, so every bucket overlapping the range counts.
 
     Refuses reversed ranges and answers of more than :data:`MAX_POINTS` buckets of ``step``.
     """
     end = as_utc(end) if end is not None else now
     start = as_utc(start) if start is not None else end - default_span
+    start = floor_time(start, step)
     if start >= end:
         raise ParamError("from", f"must be before to ({start.isoformat()} >= {end.isoformat()})")
     if end - start > MAX_RANGE:

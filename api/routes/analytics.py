@@ -136,7 +136,6 @@ async def peak_hours(
     await known_camera(conn, camera_id)
     iv = queries.Interval("day", timedelta(days=1), "", "", timedelta(days=7))
     t0, t1 = _range(from_, to, iv)
-    t0 = t0.replace(hour=0, minute=0, second=0, microsecond=0)
     rows = await (await conn.execute(queries.PEAK_HOURS, {"camera_id": camera_id, "start": t0, "end": t1})).fetchall()
     return {
         "camera_id": camera_id,

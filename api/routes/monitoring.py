@@ -41,8 +41,6 @@ async def metrics(
     start, end = queries.time_range(end - span, end, span, step, end)
     agg = aggregation or m.default_aggregation
     relation, _, _ = queries.metric_source(m, step)
-    if relation != "stream_stats":  # hourly and daily rows are keyed by their bucket start
-        start = start - timedelta(seconds=start.timestamp() % 3600)
     sql = queries.metrics_sql(m, agg, step, camera_id is not None)
     rows = await (
         await conn.execute(sql, {"step": step, "start": start, "end": end, "camera_id": camera_id})
@@ -75,8 +73,7 @@ async def sla_status(
     ``unknown`` with no data."""
     span = queries.parse_duration(time_range, "timeRange")
     end = utcnow()
-    start = end - span
-    start = start - timedelta(seconds=start.timestamp() % 3600)
+    start = queries.floor_time(end - span, timedelta(hours=1))
     one = service != "all"
     sql = queries.SLA_BY_CAMERA.format(camera_filter="AND camera_id = %(camera_id)s" if one else "")
     rows = await (await conn.execute(sql, {"start": start, "end": end, "camera_id": service})).fetchall()

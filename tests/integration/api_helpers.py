@@ -1,0 +1,73 @@
+"""Shared by the API integration tests: an app wired to the real local stack under a unique topic
+prefix (its own camera-config topic, Redis names), a test tenant, and the cleanup of both."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from api.app import create_app
+from core.settings import KafkaSettings, Settings
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+SECRET_KEY = "test-secret-key-" + uuid.uuid4().hex
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class ApiEnv:
+    client: TestClient
+    settings: Settings
+    prefix: str
+    tenant: str
+
+    @property
+    def config_topic(self) -> str:
+        return f"{self.prefix}.camera-config.v1"
+
+    def camera_id(self) -> str:
+        return f"{self.tenant}-{uuid.uuid4().hex[:8]}"
+
+
+def settings_for(prefix: str, token: str | None = TOKEN) -> Settings:
+    return Settings(
+        kafka=KafkaSettings(topic_prefix=prefix, partitions=1),
+        api_token=SecretStr(token) if token else None,
+        secret_key=SecretStr(SECRET_KEY),
+    )
+
+
+def cleanup_tenant(pg, tenant: str) -> None:
+    """Remove the test tenant's cameras (lines, zones cascade), groups, locations and the tenant."""
+    with pg.transaction():
+        pg.execute("DELETE FROM cameras WHERE tenant_id = %s", (tenant,))
+        pg.execute("DELETE FROM camera_groups WHERE tenant_id = %s", (tenant,))
+        pg.execute("DELETE FROM locations WHERE tenant_id = %s", (tenant,))
+        pg.execute("DELETE FROM tenants WHERE tenant_id = %s", (tenant,))
+
+
+@contextlib.contextmanager
+def api_env(stack, pg, redis_client, token: str | None = TOKEN) -> Iterator[ApiEnv]:
+    from confluent_kafka.admin import AdminClient
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    tenant = f"test-api-{uuid.uuid4().hex[:6]}"
+    settings = settings_for(prefix, token)
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield ApiEnv(client, settings, prefix, tenant)
+    finally:
+        cleanup_tenant(pg, tenant)
+        admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
+        if topics:
+            for fut in admin.delete_topics(topics, operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    fut.result(timeout=30)
+        for key in redis_client.scan_iter(match=f"{prefix}:*"):
+            redis_client.delete(key)
