@@ -159,15 +159,11 @@ class Counter:
 
     def send_unsent(self, rt: st.CameraRuntime) -> None:
         """Send the outbox entries not sent by this process yet (a suffix of the outbox)."""
-        outbox = rt.outbox
-        i = len(outbox)
-        while i > 0 and outbox[i - 1].future is None:
-            i -= 1
-        if i == len(outbox):
-            return
-        key = rt.camera_id.encode()
-        for entry in outbox[i:]:
-            entry.future = OUTPUT_TOPICS[entry.topic].send_soon(key=key, value=entry.value, partition=rt.partition)
+        entries = st.unsent(rt)
+        if entries:
+            key = rt.camera_id.encode()
+            for entry in entries:
+                entry.future = OUTPUT_TOPICS[entry.topic].send_soon(key=key, value=entry.value, partition=rt.partition)
 
     # ------------------------------------------------------------------ configuration
 

@@ -67,6 +67,7 @@ __all__ = [
     "Output",
     "step",
     "window_outputs",
+    "unsent",
     "prune_delivered",
     "encode",
     "decode",
@@ -174,9 +175,7 @@ def zone_event_record(z: ZoneTransition, processed_at: float) -> ZoneEvent:
     )
 
 
-def occupancy_record(
-    camera_id: str, occ: ZoneOccupancy, zone: Zone | None, previous: int | None
-) -> OccupancySample:
+def occupancy_record(camera_id: str, occ: ZoneOccupancy, zone: Zone | None, previous: int | None) -> OccupancySample:
     capacity = zone.capacity if zone is not None else None
     area = zone.area_sqm if zone is not None else None
     return OccupancySample(
@@ -289,6 +288,16 @@ def window_outputs(rt: CameraRuntime, now: float, windowing: Windowing = DEFAULT
         rt.queue(WINDOW_COUNTS, rec)
     rt.dirty_windows.clear()
     return out
+
+
+def unsent(rt: CameraRuntime) -> list[OutboxEntry]:
+    """Outbox entries not sent by this process yet: always a suffix (entries are appended in order
+    and sent in order; entries loaded from the changelog start unsent)."""
+    outbox = rt.outbox
+    i = len(outbox)
+    while i > 0 and outbox[i - 1].future is None:
+        i -= 1
+    return outbox[i:]
 
 
 def prune_delivered(rt: CameraRuntime) -> int:
