@@ -189,7 +189,8 @@ def test_post_conflict_and_validation_errors_name_the_field(env):
     assert r.status_code == 422 and "interval" in r.json()["detail"]
     r = env.client.get(f"/api/v1/cameras/{cam}/counts", params={"from": "2026-01-02", "to": "2026-01-01"})
     assert r.status_code == 422 and "from" in r.json()["detail"]
-    r = env.client.get(f"/api/v1/cameras/{cam}/counts", params={"from": "2025-01-01", "to": "2025-03-01", "interval": "minute"})
+    two_months = {"from": "2025-01-01", "to": "2025-03-01", "interval": "minute"}
+    r = env.client.get(f"/api/v1/cameras/{cam}/counts", params=two_months)
     assert r.status_code == 422 and "buckets" in r.json()["detail"]
     r = env.client.get("/api/v1/metrics", params={"metric": "bogus"})
     assert r.status_code == 422 and "processed_fps" in r.json()["detail"]

@@ -1,0 +1,63 @@
+"""Schemathesis against the API's own OpenAPI document: generated requests to every operation of a
+real server (uvicorn on a free port, wired to the local stack) must never get a server error.
+Bounded (few examples per operation) so it runs in seconds. Writes go without a token (401), so
+generated camera ids never touch real rows; the write paths are covered by test_api_contract."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+import schemathesis
+import uvicorn
+from api_helpers import settings_for
+from hypothesis import HealthCheck, settings
+
+from api.app import create_app
+
+pytestmark = pytest.mark.integration
+
+PREFIX = f"test-{uuid.uuid4().hex[:12]}"
+schema = schemathesis.openapi.from_dict(create_app(settings_for(PREFIX)).openapi()).exclude(
+    path="/api/v1/live/events"  # an endless stream: covered by test_api_live
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(stack):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings_for(PREFIX)), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(PREFIX + ".")]
+        if topics:
+            admin.delete_topics(topics, operation_timeout=30)
+        with redis.Redis(host=stack.redis_host, port=stack.redis_port) as r:
+            for key in r.scan_iter(match=f"{PREFIX}:*"):
+                r.delete(key)
+
+
+@schema.parametrize()
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_never_errors(case, base_url):
+    case.call_and_validate(base_url=base_url, checks=[schemathesis.checks.not_a_server_error])
