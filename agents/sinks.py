@@ -44,16 +44,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential_jitter
 
 from agents.app import app, dead_letter_topic, settings, source_topic
+from agents.deadletter import dead_letter as make_dead_letter
 from agents.rows import SPECS, OutageLog, Row, TableSpec, split_halves
 from models.base import SchemaError, parse
-from models.records import DeadLetter
 from models.topics import topic_name
 
 log = logging.getLogger(__name__)
 
 # Errors about the rows themselves (SQLSTATE classes 22 and 23): retrying cannot help.
 BAD_ROWS = (psycopg.DataError, psycopg.IntegrityError)
-MAX_DEAD_LETTER_VALUE = 64 * 1024
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -92,23 +91,15 @@ async def get_pool() -> AsyncConnectionPool:
 # --------------------------------------------------------------------------- dead letters
 
 
-async def dead_letter(source: str, event: faust.EventT | None, error: str, value: bytes | str | None = None) -> None:
-    """Send a message that cannot be stored to the dead-letter topic and wait until the broker has it
-    (only then may the message itself be acked)."""
+async def dead_letter(source: str, event: faust.EventT | None, error: str) -> None:
+    """Send a message that cannot be stored to the dead-letter topic (record built by
+    ``agents.deadletter``) and wait until the broker has it: only then may the message be acked."""
     msg = event.message if event is not None else None
-    raw = value if value is not None else (msg.value if msg is not None else b"")
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    key = msg.key if msg is not None else None
-    record = DeadLetter(
-        source_topic=msg.topic if msg is not None else source,
-        partition=msg.partition if msg is not None else -1,
-        offset=msg.offset if msg is not None else -1,
-        error=error,
-        value=text[:MAX_DEAD_LETTER_VALUE],
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
-        at=time.time(),
-    )
-    log.warning("dead-lettered a %s message: %s", source, error)
+    if msg is not None:
+        record = make_dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, error)
+    else:
+        record = make_dead_letter(source, -1, -1, None, None, error)
+    log.warning("dead letter: %s[%s]@%s: %s", record.source_topic, record.partition, record.offset, error)
     fut = await dead_letter_topic.send(key=record.source_topic.encode(), value=record.to_json())
     await fut
 
