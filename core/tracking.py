@@ -8,7 +8,9 @@ needs: replaying the detections since the last committed state reproduces the sa
 
 Algorithm (ByteTrack, Zhang et al. 2022, with its published thresholds):
 
-1. predict every track with a constant-velocity Kalman filter over the real time step;
+1. predict every track with a constant-velocity Kalman filter over the real time step (a lost
+   track coasts as a rigid box, as ByteTrack's lost tracks keep their height: see
+   :func:`_rigid_while_lost`);
 2. high-confidence detections (``>= high_conf``) vs confirmed tracks (tracked and lost), IoU;
 3. low-confidence detections (``low_conf <= c < high_conf``) vs still unmatched tracks that were
    tracked on the previous frame (revives occluded people the detector is unsure about);
@@ -371,6 +373,26 @@ def _predict_matrices(dt: float, q_pos: float, q_vel: float) -> tuple[NDArray[np
     return f, q
 
 
+def _rigid_while_lost(m: NDArray[np.float64], lost: NDArray[np.bool_]) -> None:
+    """Lost tracks coast as a rigid box: both x edges move with their mean velocity, both y edges
+    with theirs. (In place, on the step's working copy.)
+
+    The four edges are independent filters, so a noisy detector leaves them with different velocity
+    estimates (say 6 and 4 px/frame for the left and right edge of a walking person). While a track
+    is matched that is harmless; while it coasts through an occlusion the difference accumulates and
+    the predicted box shrinks or grows without bound (a 52 px wide person predicted 9 px wide after
+    22 frames), so the person cannot be matched again when they reappear. ByteTrack does the same
+    with its (centre, aspect, height) state: a lost track's height velocity is zeroed.
+    """
+    v = m[VEL][:, lost]
+    vx = v[0] + v[2]
+    vx *= 0.5
+    vy = v[1] + v[3]
+    vy *= 0.5
+    m[VEL.start, lost] = m[VEL.start + 2, lost] = vx
+    m[VEL.start + 1, lost] = m[VEL.start + 3, lost] = vy
+
+
 def _assign(
     sim: NDArray[np.float64], rows: NDArray[np.intp], cols: NDArray[np.intp], threshold: float
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -417,6 +439,8 @@ def step(
     m = old.copy()
     # 1. predict: x += v dt; P = F P F' + Q on the normalised (pxx, pxv, pvv)
     if n_old and dt > 0.0:
+        if n_old > np.count_nonzero(old[STATUS] != LOST):
+            _rigid_while_lost(m, old[STATUS] == LOST)
         m[MEAN] += m[VEL] * dt
         f, q = _predict_matrices(dt, params._q_pos, params._q_vel)
         cov = f @ m[PXX : PVV + 1]
