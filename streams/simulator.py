@@ -568,7 +568,7 @@ class _Camera:
         hh = p.height_at(fy) * scale
         ww = hh * aspect
         body = np.column_stack([fx - ww / 2, fy - hh, fx + ww / 2, fy])
-        sd = np.maximum(0.6, p.jitter_frac * hh)
+        sd = p.jitter_frac * hh
         boxes = body + rng.normal(0.0, 1.0, (n, 4)) * sd[:, None]
         w, h = p.frame_width, p.frame_height
         clipped = np.column_stack(
@@ -649,14 +649,15 @@ class _Camera:
             self.stats["false_positives"] += 1
         self.stats["boxes"] += len(boxes)
 
-        seq = max(self.last_seq + 1, int(round(t * 1_000_000)))
+        t = round(t, 6)
+        seq = max(self.last_seq + 1, round(t * 1_000_000))  # capture-clock microseconds
         self.last_seq = seq
         self.k += 1
         inference_ms = round(max(1.0, float(rng.normal(*p.inference_ms))), 2)
         return FrameDetections(
             camera_id=self.camera_id,
             frame_seq=seq,
-            captured_at=round(t, 6),
+            captured_at=t,
             frame_width=p.frame_width,
             frame_height=p.frame_height,
             boxes=boxes,
@@ -735,6 +736,11 @@ class Simulation:
     @property
     def camera_ids(self) -> list[str]:
         return [c.camera_id for c in self._cameras]
+
+    @property
+    def next_time(self) -> float:
+        """Capture time of the next frame :meth:`frames` will yield."""
+        return self._order[self._pos].time_of(self._tick)
 
     def configs(self) -> list[CameraConfig]:
         """Each camera's configuration (1-2 directed lines, one zone with a capacity)."""
