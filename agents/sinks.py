@@ -50,6 +50,8 @@ from models.base import SchemaError, parse
 from models.topics import topic_name
 
 log = logging.getLogger(__name__)
+# The pool warns on every failed connection attempt; the writers log an outage once per state change.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 # Errors about the rows themselves (SQLSTATE classes 22 and 23): retrying cannot help.
 BAD_ROWS = (psycopg.DataError, psycopg.IntegrityError)
@@ -79,7 +81,9 @@ async def get_pool() -> AsyncConnectionPool:
                 kwargs={"prepare_threshold": None, "autocommit": True, "connect_timeout": 5},
                 check=AsyncConnectionPool.check_connection,  # drop connections that died in an outage
                 timeout=10.0,
-                reconnect_timeout=0,  # keep trying to reconnect for as long as it takes
+                # No background reconnect loop: connections are made on demand, paced by the writers'
+                # backoff (the pool grows again when a writer waits for a connection).
+                reconnect_timeout=0,
                 open=False,
                 name="footfall-sinks",
             )
