@@ -42,8 +42,9 @@ class PublishError(RuntimeError):
 class ConfigPublisher:
     """Publishes camera configurations to the compacted camera-config topic, key ``camera_id``.
 
-    ``murmur2_random`` is the Java client's (and aiokafka's, so Faust's) partitioner: a camera's
-    config lands on the same partition number as its events produced by the workers.
+    librdkafka's default partitioner (``consistent_random``, CRC32 of the key), like the grabbers
+    and the simulator: a camera's config lands on the same partition as its detections, which the
+    counting agents (and ``agents.push``'s table) rely on. Do not switch it to murmur2 alone.
     """
 
     def __init__(self, settings: Settings, timeout_s: float = 10.0) -> None:
@@ -59,7 +60,6 @@ class ConfigPublisher:
                 "bootstrap.servers": settings.kafka.bootstrap,
                 "acks": "all",
                 "enable.idempotence": True,
-                "partitioner": "murmur2_random",
                 "message.timeout.ms": int(timeout_s * 1000),
                 "socket.timeout.ms": 10_000,
             }
