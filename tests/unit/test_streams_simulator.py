@@ -3,6 +3,7 @@ core (ByteTrack-class tracker + line rules) gets within 1 % of the simulator's g
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 import time
@@ -56,6 +57,13 @@ def line_error(sim: Simulation, core_lines: dict) -> tuple[int, int]:
                 err += abs(core_lines[(cid, lid)][direction] - n)
                 total += n
     return err, total
+
+
+def test_docstring_examples():
+    import streams.simulator
+
+    result = doctest.testmod(streams.simulator)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # --------------------------------------------------------------------------- configs
