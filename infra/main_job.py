@@ -108,7 +108,7 @@ def truth_totals(path: Path) -> dict[str, int] | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    cameras = data.get("crossings", data) if isinstance(data, dict) else {}
+    cameras = data.get("lines", {}) if isinstance(data, dict) else {}
     out = {"in": 0, "out": 0}
     for lines in cameras.values():
         if isinstance(lines, dict):
