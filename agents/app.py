@@ -65,11 +65,3 @@ occupancy_topic = source_topic("occupancy")
 alerts_topic = source_topic("alerts")
 dead_letter_topic = source_topic("dead-letter")
 
-
-def main() -> None:
-    """``python -m agents.app worker`` is the same as ``faust -A agents.app worker``."""
-    app.main()
-
-
-if __name__ == "__main__":
-    main()
