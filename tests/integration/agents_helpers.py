@@ -81,6 +81,7 @@ class Worker:
             **(env or {}),
         }
         self.proc: subprocess.Popen | None = None
+        self.cmd = [FAUST]  # e.g. [python, -m, cProfile, -o, FILE, -m, faust] to profile
 
     @property
     def url(self) -> str:
@@ -89,7 +90,7 @@ class Worker:
     def start(self) -> Worker:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [FAUST, "-A", "agents.app", "worker", "-l", "info", "--web-port", str(self.port)],
+            [*self.cmd, "-A", "agents.app", "worker", "-l", "info", "--web-port", str(self.port)],
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=self._log,
