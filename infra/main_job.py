@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"""
 footfall is running: {source.name} -> Kafka ({settings.kafka.bootstrap}) -> worker -> TimescaleDB
-  live views   http://{host}:{web}/counts/   http://{host}:{web}/occupancy/   http://{host}:{web}/cameras/
+  live views   http://{host}:{web}/footfall/cameras/   (then .../cameras/<id>/counts/ and .../occupancy/)
   API          http://{host}:{api}/docs   (e.g. curl 'http://{host}:{api}/api/v1/cameras')
   live push    ws://{host}:{api}/api/v1/live/ws?camera_id=<id>
   database     {_redacted_db(settings)}   (tables crossing_events, line_counts_1m, crossings_1h ...)
