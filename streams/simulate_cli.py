@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from core.settings import get_settings
+from models.records import FrameDetections, StreamStats
 
 log = logging.getLogger("streams.simulate")
 QUEUE_MESSAGES = 100_000  # producer's local queue; fast mode waits when it is 80 % full
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera-prefix", default="sim", help="camera ids are <prefix>-0001 ... (default sim)")
     parser.add_argument("--arrivals-per-min", type=float, help="people entering each view per minute (default 12)")
     parser.add_argument("--truth", type=Path, help="write the ground truth JSON here")
+    parser.add_argument(
+        "--stats-every", type=float, default=5.0, help="seconds between StreamStats per camera (0 = none)"
+    )
     parser.add_argument("--truth-every", type=float, default=10.0, help="seconds between truth writes while running")
     parser.add_argument("--bootstrap", default=settings.kafka.bootstrap)
     parser.add_argument("--topic-prefix", default=settings.kafka.topic_prefix)
@@ -50,6 +54,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-configs", action="store_true", help="do not publish the cameras' CameraConfig")
     parser.add_argument("--log-level", default=settings.log_level)
     return parser
+
+
+class SimulatedHealth:
+    """Stream-stats heartbeats for the virtual cameras (every camera ``online``; fps as simulated),
+    so dashboards and the API's stream metrics have data in a demo. Event time: the frames'."""
+
+    def __init__(self, fps: float, every_s: float) -> None:
+        self.fps, self.every_s = fps, every_s
+        self.frames: dict[str, int] = {}
+        self.since: dict[str, float] = {}
+
+    def add(self, frame: FrameDetections) -> list[StreamStats]:
+        cam, t = frame.camera_id, frame.captured_at
+        self.frames[cam] = self.frames.get(cam, 0) + 1
+        since = self.since.setdefault(cam, t)
+        if t - since < self.every_s:
+            return []
+        window = t - since
+        stats = StreamStats(
+            camera_id=cam,
+            grabber_id="simulator",
+            at=t,
+            status="online",
+            window_s=window,
+            input_fps=self.fps,
+            processed_fps=round(self.frames[cam] / window, 3),
+            dropped_frames=0,
+            decode_errors=0,
+            reconnects=0,
+            inference_ms_p50=frame.inference_ms,
+            inference_ms_p95=frame.inference_ms,
+            latency_ms_p50=0.0,
+            latency_ms_p95=0.0,
+            frame_width=frame.frame_width,
+            frame_height=frame.frame_height,
+            model_name=frame.model_name,
+            model_version=frame.model_version,
+        )
+        self.frames[cam], self.since[cam] = 0, t
+        return [stats]
 
 
 def write_truth(path: Path, document: dict) -> None:
@@ -75,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from dataclasses import replace
 
-    from models.records import CameraConfig, FrameDetections
+    from models.records import CameraConfig
     from models.topics import catalogue, ensure_topics, topic_name
     from streams.publisher import KafkaPublisher
     from streams.simulator import SimParams, Simulation
@@ -102,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     config_topic = topic_name(args.topic_prefix, "camera-config")
     detections_topic = topic_name(args.topic_prefix, "detections")
+    stats_topic = topic_name(args.topic_prefix, "stream-stats")
     if args.ensure_topics:
-        wanted = {config_topic, detections_topic}
+        wanted = {config_topic, detections_topic, stats_topic}
         specs = [s for s in catalogue(args.topic_prefix, get_settings().kafka.partitions) if s.name in wanted]
         ensure_topics(args.bootstrap, specs)
     publisher = KafkaPublisher(
         args.bootstrap,
-        {FrameDetections: detections_topic, CameraConfig: config_topic},
+        {FrameDetections: detections_topic, CameraConfig: config_topic, StreamStats: stats_topic},
         client_id=f"footfall-simulator-{os.getpid()}",
         headers={"grabber_id": "simulator"},
         max_messages=QUEUE_MESSAGES,
@@ -139,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         began = time.monotonic()
         next_truth = began + args.truth_every
+        health = SimulatedHealth(args.fps, args.stats_every) if args.stats_every > 0 else None
         frames = sim.frames(args.duration)
         while not stop.is_set():
             if not args.fast:  # publish at capture time (relative to the first frame)
@@ -152,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                 publisher.poll(0.05)
             publisher.publish(frame)
             published += 1
+            if health is not None:
+                for stats in health.add(frame):
+                    publisher.publish(stats)
             publisher.poll(0)
             if args.truth is not None and time.monotonic() >= next_truth:
                 write_truth(args.truth, sim.truth_document())
