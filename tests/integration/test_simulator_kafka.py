@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def simulate(bootstrap: str, prefix: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "FOOTFALL_KAFKA__TOPIC_PREFIX": prefix}
     return subprocess.Popen(
-        [sys.executable, "-m", "streams", "simulate", "--bootstrap", bootstrap, "--ensure-topics", *args],
+        # no stream-stats heartbeats: these tests count every message delivered
+        [sys.executable, "-m", "streams", "simulate", "--bootstrap", bootstrap, "--ensure-topics"]
+        + ["--stats-every", "0", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
