@@ -51,7 +51,7 @@ from agents.deadletter import send_dead_letter
 from core.camera import Scene
 from core.windows import Windowing
 from models.base import SchemaError, parse
-from models.records import CameraConfig, FrameDetections, Zone
+from models.records import CameraConfig, Zone
 
 log = logging.getLogger("agents.counting")
 
@@ -112,7 +112,7 @@ class Counter:
         self.pending.append(event)
         message = event.message
         try:
-            frame = parse(FrameDetections, event.value if event.value is not None else b"null")
+            frame = st.parse_frame(event.value)
             key = event.key
             if key is not None and key != frame.camera_id.encode():
                 raise SchemaError("FrameDetections", "camera_id", f"{frame.camera_id!r} does not match the key {key!r}")

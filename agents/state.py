@@ -43,17 +43,20 @@ True
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.camera import CameraParams, CameraState, FrameLike, Scene, process_frame
+import orjson
+
+from core.camera import CameraParams, CameraState, Frame, FrameLike, Scene, process_frame
 from core.counting import Crossing, ZoneOccupancy, ZoneTransition
 from core.trend import trend
 from core.windows import DEFAULT_WINDOWING, Windowing, WindowState, add_event, advance, window_start
-from models.base import WireRecord
-from models.records import CrossingEvent, OccupancySample, WindowCount, Zone, ZoneEvent
+from models.base import WireRecord, parse
+from models.records import _ID, CrossingEvent, FrameDetections, OccupancySample, WindowCount, Zone, ZoneEvent
 
 __all__ = [
     "OCCUPANCY_KEEPALIVE_S",
@@ -65,6 +68,7 @@ __all__ = [
     "OutboxEntry",
     "CameraRuntime",
     "Output",
+    "parse_frame",
     "step",
     "window_outputs",
     "unsent",
@@ -204,6 +208,68 @@ def window_count_record(
         updated_at=now,
         final=final,
     )
+
+
+# --------------------------------------------------------------------------- parsing frames
+
+_FRAME_FIELDS = frozenset(FrameDetections._options.fields)
+_FRAME_REQUIRED = frozenset(f for f in _FRAME_FIELDS if f not in FrameDetections._options.defaults)
+_VERSIONS = FrameDetections.SUPPORTED_VERSIONS
+
+
+def _num(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and math.isfinite(v))
+
+
+def _valid_frame(d: dict[str, Any]) -> bool:
+    """True when ``d`` certainly passes ``parse(FrameDetections, ...)`` (types, ranges, ``check()``).
+    False means "not sure": the caller then runs the strict path, which gives the error."""
+    if not (_FRAME_REQUIRED <= d.keys() <= _FRAME_FIELDS):
+        return False
+    cid, seq, cap, w, h = d["camera_id"], d["frame_seq"], d["captured_at"], d["frame_width"], d["frame_height"]
+    if not (type(cid) is str and _ID.match(cid) and type(seq) is int and seq >= 0 and _num(cap) and cap >= 0):
+        return False
+    if not (type(w) is int and type(h) is int and w > 0 and h > 0):
+        return False
+    if not (type(d["model_name"]) is str and type(d["model_version"]) is str):
+        return False
+    inf, pub, ver = d["inference_ms"], d["published_at"], d.get("schema_version", _VERSIONS[0])
+    if not (_num(inf) and inf >= 0 and _num(pub) and type(ver) is int and _VERSIONS[0] <= ver <= _VERSIONS[1]):
+        return False
+    boxes = d["boxes"]
+    if type(boxes) is not list:
+        return False
+    for b in boxes:
+        if type(b) is not list or len(b) != 5:
+            return False
+        x1, y1, x2, y2, conf = b
+        if not (_num(x1) and _num(y1) and _num(x2) and _num(y2) and _num(conf)):
+            return False
+        if not (x2 > x1 and y2 > y1 and 0.0 <= conf <= 1.0):
+            return False
+    return True
+
+
+def parse_frame(raw: bytes | None) -> Frame:
+    """The core's view of a ``FrameDetections`` message; raises the same :class:`SchemaError` as
+    ``parse(FrameDetections, raw)`` for bad input.
+
+    Fast path for the hot topic: ``orjson`` and a flat check of the record's rules, without building
+    the Faust record (``parse`` + the record was ~9 % of the worker's time; this is ~4x cheaper per
+    frame). Anything the fast path is unsure of (bad JSON, NaN, integers over 64 bits, any rule) goes
+    through the strict ``parse``, so errors are exactly those of the record.
+    ``tests/unit/test_agents_parse_frame.py`` checks the two paths agree.
+    """
+    raw = b"null" if raw is None else raw
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        d = None
+    if type(d) is dict and _valid_frame(d):
+        return Frame(d["camera_id"], d["frame_seq"], d["captured_at"], d["boxes"])
+    f = parse(FrameDetections, raw)
+    return Frame(f.camera_id, f.frame_seq, f.captured_at, f.boxes)
 
 
 # --------------------------------------------------------------------------- the step

@@ -93,19 +93,30 @@ def frames_processed(worker: Worker) -> int:
         return -1
 
 
-def wait_count(worker: Worker, target: int, stall_s: float = 30.0) -> tuple[float | None, float, int]:
-    """Poll until ``target`` frames are processed; returns (first seen moving, done time, count)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_count(worker: Worker, target: int, stall_s: float = 30.0) -> tuple[float | None, float, int, float]:
+    """Poll until ``target`` frames are processed; returns (first seen moving, done time, count,
+    worker CPU seconds in between)."""
     first = None
+    cpu0 = 0.0
     last_n, last_change = -1, time.monotonic()
     while True:
         n = frames_processed(worker)
         now = time.monotonic()
         if n > 0 and first is None:
-            first = now
+            first, cpu0 = now, cpu_seconds(worker.proc.pid)
         if n != last_n:
             last_n, last_change = n, now
         if n >= target or now - last_change > stall_s:
-            return first, now, n
+            return first, now, n, cpu_seconds(worker.proc.pid) - cpu0
         time.sleep(0.2)
 
 
@@ -150,14 +161,19 @@ def main() -> None:
             push(p, det, cid, json.dumps(data).encode())
         p.flush(60)
         worker.start().wait_ready()
-        first, done, n = wait_count(worker, len(items))
+        first, done, n, cpu = wait_count(worker, len(items))
         # the first poll that saw frames moving is up to 0.2 s late: count from the first frame
         result["backlog"] = {
             "frames": len(items),
             "processed": n,
             "seconds": None if first is None else round(done - first, 2),
             "frames_per_s": None if first is None or done <= first else round(n / (done - first)),
+            # the worker's own CPU time: frames per CPU second is what one core could do, and moves
+            # much less than frames/s when other processes share the machine
+            "worker_cpu_s": round(cpu, 2),
+            "frames_per_cpu_s": round(n / cpu) if cpu > 0 else None,
         }
+        result["loadavg_1m"] = round(os.getloadavg()[0], 2)
 
         # ---------------------------------------------------------------- paced
         lead = 5.0
@@ -181,7 +197,7 @@ def main() -> None:
             time.sleep(0.002)
         p.flush(60)
         produce_s = time.monotonic() - sent_start
-        _, done, n = wait_count(worker, before + len(paced), stall_s=20)
+        _, done, n, _ = wait_count(worker, before + len(paced), stall_s=20)
         end_lag = time.monotonic() - sent_start - produce_s
         crossings = drain(bootstrap, scratch.topic("crossings"), idle_s=3.0, timeout_s=120)
         lat_proc, lat_prod = [], []
