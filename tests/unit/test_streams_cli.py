@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import streams
 from core.settings import PROJECT_ROOT
 from streams.__main__ import build_parser, main
 
@@ -28,6 +29,8 @@ def test_simulate_is_dispatched_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("streams.simulate_cli")
     fake.main = lambda argv: seen.append(argv) or 0
     monkeypatch.setitem(sys.modules, "streams.simulate_cli", fake)
+    # once the real module was imported (by another test), `from streams import ...` finds the attribute
+    monkeypatch.setattr(streams, "simulate_cli", fake, raising=False)
     assert main(["simulate", "--cameras", "3"]) == 0
     assert seen == [["--cameras", "3"]]
 
