@@ -43,7 +43,7 @@ app = faust.App(
     cython_optimizations=True,
     web_host=settings.http.host,
     web_port=settings.http.worker_web_port,
-    canonical_url=f"http://{settings.http.host}:{settings.http.worker_web_port}",
+    canonical_url=settings.worker.canonical_url or f"http://{settings.http.host}:{settings.http.worker_web_port}",
 )
 
 
@@ -68,4 +68,3 @@ window_counts_topic = source_topic("window-counts")
 occupancy_topic = source_topic("occupancy")
 alerts_topic = source_topic("alerts")
 dead_letter_topic = source_topic("dead-letter")
-

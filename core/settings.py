@@ -54,6 +54,9 @@ class WorkerSettings(BaseModel):
     # Consumer group / changelog prefix; empty = ``<topic_prefix>-worker`` so test runs with their
     # own topic prefix never share state with the main job.
     app_id: str = ""
+    # How other workers reach this one's web server (live views are routed to the camera's owner);
+    # empty = http://<http.host>:<http.worker_web_port>. Set it where host is 0.0.0.0 (containers).
+    canonical_url: str = ""
     # Where Faust keeps its local data (table stores, offsets cache).
     datadir: Path = PROJECT_ROOT / ".local" / "faust"
     # Camera states changed in memory reach the changelog at most this long after a frame

@@ -111,6 +111,9 @@ def test_footfall_variables_are_settings_fields(services: dict):
 
 def test_apps_share_one_configuration(services: dict):
     app_envs = [env_of(services[n]) for n in ("grabber", "worker", "api", "init")]
+    # the worker adds only how other workers reach its web server
+    worker_url = app_envs[1].pop("FOOTFALL_WORKER__CANONICAL_URL")
+    assert worker_url == "http://worker:6066"
     assert all(e == app_envs[0] for e in app_envs)
     env = app_envs[0]
     assert env["FOOTFALL_KAFKA__TOPIC_PREFIX"] == defaults().kafka.topic_prefix
