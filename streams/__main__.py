@@ -16,6 +16,7 @@ import sys
 import threading
 
 from core.settings import get_settings
+from streams.detector import NMS_IOU
 
 log = logging.getLogger("streams")
 
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="",
         help="default model: a .pt path or an Ultralytics name (default yolo11n.pt, offline fallback)",
+    )
+    det.add_argument(
+        "--nms-iou", type=float, default=NMS_IOU, help=f"non-maximum suppression IoU (default {NMS_IOU}; 0.5 in crowds)"
     )
     det.add_argument("--imgsz", type=int, help="inference size for every camera (overrides detection.imgsz)")
     det.add_argument("--device", default="auto", help="cpu, cuda:0, or auto (default)")
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     server = metrics.serve(args.metrics_host, args.metrics_port) if args.metrics_port else None
 
     try:
-        detector = Detector(args.model, device=args.device, threads=args.torch_threads)
+        detector = Detector(args.model, device=args.device, threads=args.torch_threads, nms_iou=args.nms_iou)
     except ModelError as exc:
         log.error("%s", exc)
         return 2
