@@ -129,53 +129,44 @@ async def delete_camera(request: Request, conn: Conn, camera_id: CameraId) -> Re
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def _set_item(
+    request: Request, conn: Conn, camera_id: str, field: str, item_id: str, new: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Replace (``new`` given) or remove (``new`` None) one line or zone (``field`` "lines"/"zones")."""
+    key, noun = ("line_id", "line") if field == "lines" else ("zone_id", "zone")
+
+    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
+        cfg = _require(current, camera_id)
+        items = getattr(cfg, field)
+        if new is None and not any(getattr(i, key) == item_id for i in items):
+            raise HTTPException(404, f"camera {camera_id!r} has no {noun} {item_id!r}")
+        kept = [json.loads(i.to_json()) for i in items if getattr(i, key) != item_id]
+        added = [{key: item_id, **new}] if new is not None else []
+        return _edit(cfg, **{field: kept + added}), store.KEEP
+
+    view, _ = await _write(request, conn, camera_id, build)
+    return view
+
+
 @router.put("/{camera_id}/lines/{line_id}", dependencies=write, summary="Create or replace a counting line")
 async def put_line(
     request: Request, conn: Conn, camera_id: CameraId, line_id: LineId, body: LineBody
 ) -> dict[str, Any]:
-    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
-        cfg = _require(current, camera_id)
-        line = {"line_id": line_id, **body.model_dump()}
-        lines = [json.loads(ln.to_json()) for ln in cfg.lines if ln.line_id != line_id] + [line]
-        return _edit(cfg, lines=lines), store.KEEP
-
-    view, _ = await _write(request, conn, camera_id, build)
-    return view
+    return await _set_item(request, conn, camera_id, "lines", line_id, body.model_dump())
 
 
 @router.delete("/{camera_id}/lines/{line_id}", dependencies=write, summary="Remove a counting line")
 async def delete_line(request: Request, conn: Conn, camera_id: CameraId, line_id: LineId) -> dict[str, Any]:
-    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
-        cfg = _require(current, camera_id)
-        if not any(ln.line_id == line_id for ln in cfg.lines):
-            raise HTTPException(404, f"camera {camera_id!r} has no line {line_id!r}")
-        return _edit(cfg, lines=[json.loads(ln.to_json()) for ln in cfg.lines if ln.line_id != line_id]), store.KEEP
-
-    view, _ = await _write(request, conn, camera_id, build)
-    return view
+    return await _set_item(request, conn, camera_id, "lines", line_id, None)
 
 
 @router.put("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Create or replace a zone")
 async def put_zone(
     request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId, body: ZoneBody
 ) -> dict[str, Any]:
-    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
-        cfg = _require(current, camera_id)
-        zone = {"zone_id": zone_id, **body.model_dump()}
-        zones = [json.loads(z.to_json()) for z in cfg.zones if z.zone_id != zone_id] + [zone]
-        return _edit(cfg, zones=zones), store.KEEP
-
-    view, _ = await _write(request, conn, camera_id, build)
-    return view
+    return await _set_item(request, conn, camera_id, "zones", zone_id, body.model_dump())
 
 
 @router.delete("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Remove a zone")
 async def delete_zone(request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId) -> dict[str, Any]:
-    def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
-        cfg = _require(current, camera_id)
-        if not any(z.zone_id == zone_id for z in cfg.zones):
-            raise HTTPException(404, f"camera {camera_id!r} has no zone {zone_id!r}")
-        return _edit(cfg, zones=[json.loads(z.to_json()) for z in cfg.zones if z.zone_id != zone_id]), store.KEEP
-
-    view, _ = await _write(request, conn, camera_id, build)
-    return view
+    return await _set_item(request, conn, camera_id, "zones", zone_id, None)
