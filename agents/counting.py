@@ -22,8 +22,11 @@ Delivery: idempotent at-least-once (Faust's ``exactly_once`` is not relied on).
 
 Configuration: ``camera-config`` (compacted, co-partitioned with detections) is mirrored into the
 changelogged table ``camera-config`` so it is there before the first frame after a restart. A new
-config takes effect on the camera's next frame (tracks keep going; line/zone state is realigned by
-id). Detections of a camera without a config are still tracked, with no lines and no zones.
+config takes effect on the camera's next frame: line/zone state is realigned by id and tracks keep
+going, unless the camera's tracker/counting params (``CameraConfig.tracking`` on the defaults,
+:func:`agents.state.camera_params`) changed: then its tracks restart once (``core.camera``: the
+stored state records which params produced it). Detections of a camera without a config are
+still tracked, with the default params and no lines or zones.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from agents.app import (
     zone_events_topic,
 )
 from agents.deadletter import send_dead_letter
-from core.camera import Scene
+from core.camera import DEFAULT_CAMERA, CameraParams, Scene
 from core.windows import Windowing
 from models.base import SchemaError, parse
 from models.records import CameraConfig, Zone
@@ -82,10 +85,12 @@ class SceneEntry:
     config: CameraConfig | None
     scene: Scene
     zones: dict[str, Zone] = field(default_factory=dict)
+    params: CameraParams = DEFAULT_CAMERA
 
     @classmethod
     def build(cls, raw: bytes, config: CameraConfig) -> SceneEntry:
-        return cls(raw, config, Scene.from_config(config.lines, config.zones), {z.zone_id: z for z in config.zones})
+        scene = Scene.from_config(config.lines, config.zones)
+        return cls(raw, config, scene, {z.zone_id: z for z in config.zones}, st.camera_params(config))
 
 
 NO_CONFIG = SceneEntry(None, None, Scene())
@@ -126,7 +131,7 @@ class Counter:
             return
         entry = self.scene_for(frame.camera_id)
         try:
-            st.step(rt, frame, entry.scene, time.time(), entry.zones, WINDOWING)
+            st.step(rt, frame, entry.scene, time.time(), entry.zones, WINDOWING, entry.params)
         except ValueError as exc:  # the core refused the frame (e.g. malformed box arrays)
             self.dead_letters += 1
             send_dead_letter(dead_letter_topic, message, f"FrameDetections: {exc}")
@@ -201,6 +206,9 @@ class Counter:
             send_dead_letter(dead_letter_topic, event.message, str(exc))
             return
         camera_configs[config.camera_id.encode()] = raw
+        previous = self.scenes.get(config.camera_id)
+        if previous is not None and previous.params.digest != entry.params.digest:
+            log.info("camera %s: tracking parameters changed; its tracks restart on the next frame", config.camera_id)
         self.scenes[config.camera_id] = entry
         log.info(
             "camera %s: configuration with %d lines, %d zones", config.camera_id, len(config.lines), len(config.zones)

@@ -51,12 +51,21 @@ from typing import Any
 
 import orjson
 
-from core.camera import CameraParams, CameraState, Frame, FrameLike, Scene, process_frame
+from core.camera import DEFAULT_CAMERA, CameraParams, CameraState, Frame, FrameLike, Scene, process_frame
 from core.counting import Crossing, ZoneOccupancy, ZoneTransition
 from core.trend import trend
 from core.windows import DEFAULT_WINDOWING, Windowing, WindowState, add_event, advance, window_start
 from models.base import WireRecord, parse
-from models.records import _ID, CrossingEvent, FrameDetections, OccupancySample, WindowCount, Zone, ZoneEvent
+from models.records import (
+    _ID,
+    CameraConfig,
+    CrossingEvent,
+    FrameDetections,
+    OccupancySample,
+    WindowCount,
+    Zone,
+    ZoneEvent,
+)
 
 __all__ = [
     "OCCUPANCY_KEEPALIVE_S",
@@ -69,6 +78,7 @@ __all__ = [
     "CameraRuntime",
     "Output",
     "parse_frame",
+    "camera_params",
     "step",
     "window_outputs",
     "unsent",
@@ -270,6 +280,27 @@ def parse_frame(raw: bytes | None) -> Frame:
         return Frame(d["camera_id"], d["frame_seq"], d["captured_at"], d["boxes"])
     f = parse(FrameDetections, raw)
     return Frame(f.camera_id, f.frame_seq, f.captured_at, f.boxes)
+
+
+# --------------------------------------------------------------------------- per-camera params
+
+
+def camera_params(config: CameraConfig | None) -> CameraParams:
+    """The tracker and counting params of a camera: its ``tracking`` overrides on the defaults
+    (``DEFAULT_CAMERA`` without a config or overrides). Built with the camera's scene, once per
+    config version.
+
+    >>> from models.base import parse
+    >>> cfg = parse(CameraConfig, {"camera_id": "cam-1", "tracking": {"min_hits": 3, "hysteresis_px": 5}})
+    >>> p = camera_params(cfg)
+    >>> (p.tracker.min_hits, p.counting.hysteresis_px, p.digest != DEFAULT_CAMERA.digest)
+    (3, 5.0, True)
+    >>> camera_params(None) == camera_params(parse(CameraConfig, {"camera_id": "c", "tracking": {}})) == DEFAULT_CAMERA
+    True
+    """
+    if config is None or config.tracking is None:
+        return DEFAULT_CAMERA
+    return config.tracking.camera_params()
 
 
 # --------------------------------------------------------------------------- the step

@@ -24,6 +24,7 @@ from models.records import (
     CountingLine,
     DetectionSettings,
     StreamSettings,
+    TrackingSettings,
     Zone,
 )
 
@@ -368,6 +369,8 @@ CAMERA_COLUMNS = (
     "detection_imgsz",
     "detection_confidence",
     "detection_region",
+    "detection_nms_iou",
+    "tracking",
     "alert_thresholds",
     "config_updated_at",
 )
@@ -381,7 +384,8 @@ def _record_json(record: Any) -> dict[str, Any]:
 
 def normalise(cfg: CameraConfig) -> CameraConfig:
     """The config with detection settings and thresholds explicit (defaults filled in), which is
-    what the database stores, so the topic and ``GET`` say the same thing."""
+    what the database stores, so the topic and ``GET`` say the same thing. ``tracking`` stays as
+    given: its nulls mean "the release's default" and are stored as such."""
     data = json.loads(cfg.to_json())
     if cfg.detection is None:
         data["detection"] = json.loads(DetectionSettings().to_json())
@@ -414,9 +418,16 @@ def camera_row(cfg: CameraConfig) -> dict[str, Any]:
         "detection_imgsz": d.imgsz,
         "detection_confidence": d.confidence,
         "detection_region": json.dumps(d.region) if d.region is not None else None,
+        "detection_nms_iou": d.nms_iou,
+        "tracking": json.dumps(_overrides(cfg.tracking)) if cfg.tracking is not None else None,
         "alert_thresholds": json.dumps(_record_json(t)),
         "config_updated_at": datetime.fromtimestamp(cfg.updated_at, UTC) if cfg.updated_at else None,
     }
+
+
+def _overrides(tracking: TrackingSettings) -> dict[str, Any]:
+    """The parameters a camera sets (the ``tracking`` column keeps only those)."""
+    return {k: v for k, v in _record_json(tracking).items() if v is not None}
 
 
 def line_rows(cfg: CameraConfig) -> list[dict[str, Any]]:
@@ -478,11 +489,14 @@ def config_from_rows(
     region = _json_value(cam["detection_region"])
     detection = DetectionSettings(
         model=cam["detection_model"],
-        imgsz=int(cam["detection_imgsz"]),
+        imgsz=int(cam["detection_imgsz"]) if cam["detection_imgsz"] is not None else None,
         confidence=_f4(cam["detection_confidence"]),
+        nms_iou=_f4(cam["detection_nms_iou"]) if cam["detection_nms_iou"] is not None else None,
         region=[[float(x) for x in p] for p in region] if region is not None else None,
     )
     from models.base import parse
+
+    tracking = _json_value(cam["tracking"])
 
     thresholds = parse(AlertThresholds, _json_value(cam["alert_thresholds"]) or {})
     updated = cam.get("config_updated_at")
@@ -496,6 +510,7 @@ def config_from_rows(
         timezone=cam["timezone"],
         stream=stream,
         detection=detection,
+        tracking=parse(TrackingSettings, tracking) if tracking is not None else None,
         lines=[
             CountingLine(
                 line_id=r["line_id"],
@@ -526,7 +541,7 @@ def camera_view(cfg: CameraConfig, has_password: bool) -> dict[str, Any]:
     """What the API returns for a camera: the config as JSON plus whether a password is stored.
     Never the password itself."""
     data = _record_json(cfg)
-    for key in ("stream", "detection", "thresholds"):
+    for key in ("stream", "detection", "tracking", "thresholds"):
         if isinstance(data.get(key), dict):
             data[key].pop("schema_version", None)
     for item in (*data.get("lines", []), *data.get("zones", [])):

@@ -5,9 +5,12 @@ product's own checks and name the bad field; both errors come back as 422 with t
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import dataclasses
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models.records import PARAM_CLASSES, param_fields
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 WireId = Annotated[str, Field(pattern=ID_PATTERN, examples=["cam-1"])]
@@ -63,9 +66,33 @@ class StreamIn(_Body):
 
 class DetectionIn(_Body):
     model: Text = ""
-    imgsz: Annotated[int, Field(ge=32, le=4096)] = 640
+    imgsz: Annotated[int, Field(ge=32, le=4096)] | None = Field(
+        default=None, description="Inference size; null = derived from the stream's frame size."
+    )
     confidence: Annotated[float, Field(gt=0, le=1)] = 0.3
+    nms_iou: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="Non-maximum suppression IoU; null = the grabber's default (--nms-iou)."
+    )
     region: Annotated[list[Point], Field(min_length=3, max_length=200)] | None = None
+
+
+def _tracking_in() -> type[BaseModel]:
+    """``TrackingIn``: one optional field per parameter of ``models.records.TrackingSettings``
+    (the core's ``TrackerParams`` and ``CountingParams``), typed strictly; ranges are the core's
+    and come back as 422 naming the field."""
+    fields: dict[str, Any] = {}
+    for cls in PARAM_CLASSES:
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, tp in param_fields(cls).items():
+            constraint = Field(strict=True, allow_inf_nan=False) if tp is float else Field(strict=True)
+            description = f"{cls.__name__}.{name}; null = the default ({defaults[name]!r})"
+            fields[name] = (Annotated[tp, constraint] | None, Field(default=None, description=description))
+    model = create_model("TrackingIn", __base__=_Body, **fields)
+    model.__doc__ = "Per-camera tracker and line/zone counting parameters; a change restarts the camera's tracks."
+    return model
+
+
+TrackingIn = _tracking_in()
 
 
 class ThresholdsIn(_Body):
@@ -89,6 +116,7 @@ class CameraBody(_Body):
     timezone: Annotated[str, Field(max_length=64, examples=["Europe/Paris"])] = "UTC"
     stream: StreamIn | None = None
     detection: DetectionIn | None = None
+    tracking: TrackingIn | None = None
     lines: Annotated[list[LineIn], Field(max_length=100)] = []
     zones: Annotated[list[ZoneIn], Field(max_length=100)] = []
     thresholds: ThresholdsIn | None = None

@@ -15,9 +15,15 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import types
+from typing import Any
 from urllib.parse import urlsplit
 
+from core.camera import CameraParams
+from core.counting import CountingParams
+from core.tracking import TrackerParams
 from models.base import SCHEMA_VERSION, SchemaError, WireRecord, parse
 
 __all__ = [
@@ -30,6 +36,9 @@ __all__ = [
     "Zone",
     "StreamSettings",
     "DetectionSettings",
+    "TrackingSettings",
+    "PARAM_CLASSES",
+    "param_fields",
     "AlertThresholds",
     "CameraConfig",
     "CrossingEvent",
@@ -240,25 +249,108 @@ class StreamSettings(WireRecord):
 
 
 class DetectionSettings(WireRecord):
-    """Detector settings for one camera; empty ``model`` means the grabber's default."""
+    """Detector settings for one camera; empty ``model`` means the grabber's default.
+
+    ``imgsz`` None follows the stream: the grabber derives the inference size from each frame's
+    size (:func:`streams.detector.auto_imgsz`). ``nms_iou`` None is the grabber's default
+    (``--nms-iou``, :data:`streams.detector.NMS_IOU`). A grabber's ``--imgsz`` overrides ``imgsz``.
+    """
 
     model: str = ""
-    imgsz: int = 640
+    imgsz: int | None = None
     confidence: float = 0.3
+    # Non-maximum suppression IoU: lower drops more overlapping boxes (0.5 suits crowds).
+    nms_iou: float | None = None
     # Polygon outside which detections are ignored; None = the whole frame.
     region: list[list[float]] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
-        if not 32 <= self.imgsz <= 4096:
+        if self.imgsz is not None and not 32 <= self.imgsz <= 4096:
             self.fail("imgsz", f"must be within 32..4096, got {self.imgsz}")
         if not 0.0 < self.confidence <= 1.0:
             self.fail("confidence", f"must be within (0, 1], got {self.confidence}")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            self.fail("nms_iou", f"must be within (0, 1], got {self.nms_iou}")
         if self.region is not None:
             if len(self.region) < 3:
                 self.fail("region", "a detection region needs at least 3 points")
             for i, p in enumerate(self.region):
                 _check_point(self, f"region[{i}]", p)
+
+
+# The parameter dataclasses a camera's ``tracking`` settings override, in CameraParams order.
+PARAM_CLASSES: tuple[type, ...] = (TrackerParams, CountingParams)
+_PARAM_TYPES: dict[Any, type] = {"float": float, "int": int, "bool": bool, float: float, int: int, bool: bool}
+
+
+def param_fields(cls: type) -> dict[str, type]:
+    """``{name: type}`` of the fields of a parameter dataclass a :class:`TrackingSettings` can
+    override (plain ``float``/``int``/``bool`` fields; anything else is left out, and
+    ``tests/unit/test_models_tracking_settings.py`` fails until it is supported here)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = _PARAM_TYPES.get(f.type)
+        if tp is not None:
+            out[f.name] = tp
+    return out
+
+
+class _TrackingBase(WireRecord, abstract=True):
+    """Behaviour of :class:`TrackingSettings`; its fields are generated below."""
+
+    def overrides(self) -> list[tuple[type, dict[str, Any]]]:
+        """``[(params class, {field: value})]``: the values set (not None), floats as floats."""
+        out = []
+        for cls in PARAM_CLASSES:
+            values = {}
+            for name, tp in param_fields(cls).items():
+                value = getattr(self, name)
+                if value is not None:
+                    values[name] = float(value) if tp is float else value
+            out.append((cls, values))
+        return out
+
+    def check(self) -> None:
+        for cls, values in self.overrides():
+            try:
+                cls(**values)
+            except (TypeError, ValueError) as exc:
+                # the overridden parameter the message names first, else the first one overridden
+                found = {k: m.start() for k in values if (m := re.search(rf"\b{k}\b", str(exc)))}
+                self.fail(min(found, key=found.__getitem__) if found else next(iter(values)), str(exc))
+
+    def camera_params(self) -> CameraParams:
+        """The :class:`~core.camera.CameraParams` these settings give (defaults where None)."""
+        tracker, counting = (cls(**values) for cls, values in self.overrides())
+        return CameraParams(tracker=tracker, counting=counting)
+
+
+def _tracking_settings() -> type[_TrackingBase]:
+    """Build :class:`TrackingSettings` with one optional field per parameter of
+    :data:`PARAM_CLASSES`, so a parameter added to the core is configurable without a change here."""
+    annotations: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": "TrackingSettings"}
+    for cls in PARAM_CLASSES:
+        for name, tp in param_fields(cls).items():
+            if name in annotations:
+                raise TypeError(f"parameter {name!r} is in two parameter classes; TrackingSettings is flat")
+            annotations[name] = tp | None
+            namespace[name] = None
+    annotations["schema_version"] = int
+    namespace["schema_version"] = SCHEMA_VERSION
+    namespace["__annotations__"] = annotations
+    namespace["__doc__"] = (
+        "Tracking and counting parameters of one camera: optional overrides of the fields of\n"
+        "``core.tracking.TrackerParams`` and ``core.counting.CountingParams`` (one flat field per\n"
+        "parameter, same name and type; None = the default, which may change between releases).\n"
+        "Validated by building those dataclasses; an error names the parameter. See\n"
+        "``core.camera`` for what a change does to a running camera (its tracks are restarted)."
+    )
+    return types.new_class("TrackingSettings", (_TrackingBase,), exec_body=lambda ns: ns.update(namespace))
+
+
+TrackingSettings = _tracking_settings()
 
 
 class AlertThresholds(WireRecord):
@@ -299,6 +391,7 @@ class CameraConfig(WireRecord):
     timezone: str = "UTC"
     stream: StreamSettings | None = None
     detection: DetectionSettings | None = None
+    tracking: TrackingSettings | None = None
     lines: list[CountingLine] = []  # noqa: RUF012
     zones: list[Zone] = []  # noqa: RUF012
     thresholds: AlertThresholds | None = None

@@ -44,6 +44,17 @@ DOWNLOAD_HOST = ("github.com", 443)
 NMS_IOU = 0.7
 
 
+def auto_imgsz(width: int, height: int) -> int:
+    """Inference size for a camera whose ``detection.imgsz`` is None ("follow the stream"), from
+    its frame size in pixels. Pure; always a multiple of 32 within 32..4096 (what the detector
+    takes; ``tests/unit/test_streams_detector.py`` checks it). Placeholder: 640 for every size,
+    until the measured rule replaces it.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    return 640
+
+
 class ModelError(RuntimeError):
     pass
 
@@ -193,16 +204,25 @@ class Detector:
         self.detect(spec, [np.zeros((size[1], size[0], 3), dtype=np.uint8)], imgsz, 0.5)
 
     def detect(
-        self, spec: str, images: Sequence[np.ndarray], imgsz: int, confidence: float
+        self,
+        spec: str,
+        images: Sequence[np.ndarray],
+        imgsz: int,
+        confidence: float,
+        nms_iou: float | None = None,
     ) -> tuple[list[np.ndarray], float]:
-        """Person boxes ``(N, 5)`` ``[x1, y1, x2, y2, conf]`` per image, and the call's wall time in ms."""
+        """Person boxes ``(N, 5)`` ``[x1, y1, x2, y2, conf]`` per image, and the call's wall time in ms.
+        ``nms_iou`` None is this detector's own (``self.nms_iou``)."""
+        iou = self.nms_iou if nms_iou is None else nms_iou
+        if not 0.0 < iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {iou}")
         loaded = self.model(spec)
         t0 = time.perf_counter()
         results = loaded.model.predict(
             list(images),
             imgsz=imgsz,
             conf=confidence,
-            iou=self.nms_iou,
+            iou=iou,
             classes=loaded.classes,
             device=self.device,
             verbose=False,

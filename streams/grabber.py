@@ -2,10 +2,16 @@
 
 One process runs many cameras. Each camera has a reader thread (:mod:`streams.capture`) keeping
 its newest sampled frame; the main loop takes the newest frame of every camera that has one,
-groups them by (model, imgsz), runs one batched inference per group on the shared model, filters
-by each camera's confidence and detection region, and publishes one ``FrameDetections`` per frame.
-Every ``stats_interval_s`` it publishes a ``StreamStats`` per camera and updates the Prometheus
-metrics. Cameras start when this process gets their lease and stop the moment it loses it.
+groups them by (model, imgsz, NMS IoU), runs one batched inference per group on the shared model,
+filters by each camera's confidence and detection region, and publishes one ``FrameDetections``
+per frame. Every ``stats_interval_s`` it publishes a ``StreamStats`` per camera and updates the
+Prometheus metrics. Cameras start when this process gets their lease and stop the moment it loses it.
+
+Per camera (``CameraConfig.detection``): ``model``, ``imgsz`` (None: from each frame's size,
+:func:`streams.detector.auto_imgsz`; ``--imgsz`` overrides it for every camera), ``confidence``,
+``nms_iou`` (None: the detector's, ``--nms-iou``) and ``region``. A changed config applies on the
+next frame: a new ``stream`` restarts the camera's reader; any other change (detection settings,
+thresholds, lines) is applied in place, without reconnecting.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from models.records import CameraConfig, DetectionSettings, FrameDetections, StreamStats
+from models.records import CameraConfig, DetectionSettings, FrameDetections, StreamSettings, StreamStats
 from streams.capture import CameraReader, CaptureCounters, Frame
 from streams.config import select
-from streams.detector import Detector, ModelError
+from streams.detector import Detector, ModelError, auto_imgsz
 from streams.health import DEFAULT_THRESHOLDS, GrabberMetrics, StatusInputs, WindowSamples, percentile, stream_status
 from streams.publisher import KafkaPublisher
 from streams.region import filter_boxes
@@ -32,6 +38,7 @@ from streams.sources import make_source
 log = logging.getLogger(__name__)
 
 DEFAULT_DETECTION = DetectionSettings()
+WARM_UP_SIZE = (640, 360)  # frame size assumed for warming up a camera whose imgsz follows the stream
 
 
 @dataclass
@@ -39,7 +46,7 @@ class GrabberOptions:
     grabber_id: str
     stats_interval_s: float = 5.0
     default_model: str = ""
-    imgsz: int | None = None  # overrides every camera's detection.imgsz
+    imgsz: int | None = None  # overrides every camera's detection.imgsz (--imgsz)
     realtime_files: bool = True
     loop_files: bool = True
     backoff_cap_s: float = 60.0
@@ -128,11 +135,18 @@ class Grabber:
     def model_spec(self, cfg: CameraConfig) -> str:
         return (cfg.detection.model if cfg.detection else "") or self.options.default_model
 
-    def imgsz(self, cfg: CameraConfig) -> int:
-        return self.options.imgsz or (cfg.detection or DEFAULT_DETECTION).imgsz
+    def imgsz(self, cfg: CameraConfig, frame_size: tuple[int, int] = WARM_UP_SIZE) -> int:
+        """Inference size: ``--imgsz``, else the camera's ``detection.imgsz``, else derived from
+        ``frame_size`` (width, height) by :func:`auto_imgsz`."""
+        return self.options.imgsz or (cfg.detection or DEFAULT_DETECTION).imgsz or auto_imgsz(*frame_size)
+
+    def nms_iou(self, cfg: CameraConfig) -> float:
+        """NMS IoU: the camera's ``detection.nms_iou``, else the detector's default."""
+        value = (cfg.detection or DEFAULT_DETECTION).nms_iou
+        return self.detector.nms_iou if value is None else value
 
     def set_configs(self, configs: Iterable[CameraConfig]) -> None:
-        """Apply a new set of camera configs: start, restart or stop cameras to match."""
+        """Apply a new set of camera configs: start, restart, reconfigure or stop cameras to match."""
         selected = select(configs, self.options.cameras)
         self.selected = selected
         for cid in list(self.cameras):
@@ -182,13 +196,24 @@ class Grabber:
         log.info("%s: started (%s)", cid, rt.reader.source_factory())
 
     def _restart_camera(self, cid: str, cfg: CameraConfig) -> None:
+        """Apply a changed config: a new ``stream`` restarts the reader (counters and ``frame_seq``
+        go on); anything else is applied in place from the next frame, without reconnecting. A
+        config whose model cannot be loaded is refused: the camera keeps its previous one."""
         rt = self.cameras[cid]
+        try:
+            loaded = self.detector.model(self.model_spec(cfg))
+        except ModelError as exc:
+            log.error("%s: configuration change refused, keeping the previous one: %s", cid, exc)
+            return
+        rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
+        if _json(cfg.stream) == _json(rt.config.stream):
+            rt.config = cfg
+            log.info("%s: configuration changed; applied without reconnecting", cid)
+            return
         rt.reader.stop()
         rt.base = _add(rt.base, rt.reader.counters)
         rt.config = cfg
         rt.reader = self._reader(cfg)
-        loaded = self.detector.model(self.model_spec(cfg))
-        rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
         rt.reader.start()
         log.info("%s: configuration changed; restarted", cid)
 
@@ -236,16 +261,18 @@ class Grabber:
         if not batch:
             self.wake.wait(idle_wait_s)
             return 0
-        groups: dict[tuple[str, int], list[tuple[CameraRuntime, Frame]]] = defaultdict(list)
+        groups: dict[tuple[str, int, float], list[tuple[CameraRuntime, Frame]]] = defaultdict(list)
         for rt, frame in batch:
-            groups[(self.model_spec(rt.config), self.imgsz(rt.config))].append((rt, frame))
+            cfg = rt.config
+            h, w = frame.image.shape[:2]
+            groups[(self.model_spec(cfg), self.imgsz(cfg, (w, h)), self.nms_iou(cfg))].append((rt, frame))
         done = 0
-        for (spec, imgsz), items in groups.items():
+        for (spec, imgsz, nms_iou), items in groups.items():
             for i in range(0, len(items), self.options.max_batch):
                 chunk = items[i : i + self.options.max_batch]
                 conf = min(rt.detection.confidence for rt, _ in chunk)
                 try:
-                    results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf)
+                    results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf, nms_iou)
                 except Exception as exc:  # a bad frame or a device error must not stop the other cameras
                     self._inference_failed(chunk, exc)
                     continue
@@ -411,6 +438,10 @@ class Grabber:
         if remaining:
             log.warning("%d messages were not delivered before shutdown", remaining)
         self.leases.stop(release=True)
+
+
+def _json(record: StreamSettings | None) -> bytes | None:
+    return None if record is None else record.to_json()
 
 
 def _r(x: float | None) -> float | None:

@@ -39,7 +39,7 @@ def _config_from_body(camera_id: str, body: CameraBody) -> tuple[CameraConfig, A
         raise HTTPException(422, f"timezone: unknown IANA time zone {data['timezone']!r}") from None
     data["camera_id"] = camera_id
     data["updated_at"] = time.time()
-    for key in ("stream", "detection", "thresholds"):
+    for key in ("stream", "detection", "tracking", "thresholds"):
         if data.get(key) is None:
             data.pop(key)
     return parse(CameraConfig, data), password

@@ -21,6 +21,7 @@ from agents_helpers import (
     walkers,
 )
 
+from models.base import parse
 from models.records import CameraConfig, CountingLine
 
 pytestmark = pytest.mark.integration
@@ -157,6 +158,30 @@ def test_config_change_takes_effect_without_restart(env):
     assert crossings[1]["occurred_at"] >= T0 + 9.5
     _, summary = worker.get(f"/footfall/cameras/{e}/")
     assert summary["lines"] == ["exit"] and summary["configured"] is True
+
+
+def test_changed_tracking_params_restart_the_tracks_without_restart(env):
+    scratch, worker = env
+    t = cam("t")
+    publish_config(scratch, worker, line_config(t), "door")
+    # one person crossing x=320 at ~2.2 s; the camera's tracking params change at 1.5 s
+    frames = list(walkers(t, [(100, 100, 0)], T0, duration_s=5))
+    produce(scratch.bootstrap, scratch.topic("detections"), [(t, f.to_json()) for f in frames[:15]])
+    wait_processed(worker, t, frames[14].frame_seq)
+    changed = parse(
+        CameraConfig, {**json.loads(line_config(t).to_json()), "tracking": {"min_hits": 3}, "updated_at": T0}
+    )
+    produce(scratch.bootstrap, scratch.topic("camera-config"), [(t, changed.to_json())])
+    deadline = time.monotonic() + 30
+    while worker.get("/footfall/configs/")[1]["configs"].get(t, {}).get("updated_at") != T0:
+        assert time.monotonic() < deadline, worker.tail()
+        time.sleep(0.2)
+    produce(scratch.bootstrap, scratch.topic("detections"), [(t, f.to_json()) for f in frames[15:]])
+    wait_processed(worker, t, frames[-1].frame_seq)
+    crossings = of_camera(values(drain(scratch.bootstrap, scratch.topic("crossings"), idle_s=1)), t)
+    # counted once, by the track started after the change: the old track (id 1) was dropped, ids go on
+    assert [(r["line_id"], r["direction"], r["track_id"]) for r in crossings] == [("door", "out", 2)]
+    assert f"camera {t}: tracking parameters changed" in worker.tail(100_000)
 
 
 def test_live_views_answer_from_the_owner_and_from_another_worker(env, tmp_path):

@@ -200,6 +200,52 @@ def test_post_conflict_and_validation_errors_name_the_field(env):
     assert r.status_code == 422 and "timeRange" in r.json()["detail"]
 
 
+def test_tracking_and_detection_settings_are_stored_published_and_checked(env, db, stack):
+    cam = env.camera_id()
+    body = _camera_body(
+        env,
+        detection={"confidence": 0.4, "nms_iou": 0.5},  # no imgsz: follow the stream
+        tracking={"min_hits": 3, "hysteresis_px": 5},
+    )
+    r = env.client.put(f"/api/v1/cameras/{cam}", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    view = r.json()
+    assert view["detection"]["imgsz"] is None and view["detection"]["nms_iou"] == 0.5
+    assert view["tracking"]["min_hits"] == 3 and view["tracking"]["hysteresis_px"] == 5
+    assert view["tracking"]["high_conf"] is None and "schema_version" not in view["tracking"]
+    assert env.client.get(f"/api/v1/cameras/{cam}").json() == view
+    row = db.execute("SELECT detection_imgsz, tracking FROM cameras WHERE camera_id = %s", (cam,)).fetchone()
+    assert row[0] is None and row[1] == {"min_hits": 3, "hysteresis_px": 5}  # only what the camera sets
+
+    from agents.state import camera_params
+    from models.base import parse
+    from models.records import CameraConfig
+
+    published = parse(CameraConfig, _consume_config(stack.bootstrap, env.config_topic, cam, want=1)[-1].value())
+    assert camera_params(published).tracker.min_hits == 3 and published.detection.nms_iou == 0.5
+
+    for tracking, field in (
+        ({"low_conf": 0.9, "high_conf": 0.2}, "tracking.low_conf"),  # the core's rule: low_conf <= high_conf
+        ({"min_hits": 0}, "tracking.min_hits"),
+    ):
+        r = env.client.put(f"/api/v1/cameras/{cam}", json=_camera_body(env, tracking=tracking), headers=AUTH)
+        assert r.status_code == 422 and r.json()["field"] == field, r.text
+    r = env.client.post(
+        "/api/v1/cameras",
+        json={"camera_id": env.camera_id(), **_camera_body(env, tracking={"high_conf": 2})},
+        headers=AUTH,
+    )
+    assert r.status_code == 422 and "tracking.high_conf" in r.json()["detail"]
+    for bad, where in (
+        ({"tracking": {"min_hits": 2.5}}, "tracking.min_hits"),  # a type: the request schema says so
+        ({"tracking": {"iou": 0.3}}, "tracking.iou"),
+        ({"detection": {"nms_iou": 0}}, "detection.nms_iou"),
+    ):
+        r = env.client.put(f"/api/v1/cameras/{cam}", json=_camera_body(env, **bad), headers=AUTH)
+        assert r.status_code == 422 and where in r.json()["detail"], r.text
+    assert env.client.get(f"/api/v1/cameras/{cam}").json() == view  # nothing changed
+
+
 def _insert_camera(db, tenant: str, camera_id: str) -> None:
     db.execute("INSERT INTO tenants (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,))
     db.execute("INSERT INTO cameras (camera_id, tenant_id) VALUES (%s, %s)", (camera_id, tenant))

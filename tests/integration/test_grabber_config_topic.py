@@ -1,9 +1,11 @@
 """The grabber following the compacted camera-config topic: a camera appears when its config is
-published, and stops when a tombstone removes it."""
+published, takes new detection settings without reconnecting or restarting the process, and
+stops when a tombstone removes it."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from pathlib import Path
@@ -53,6 +55,23 @@ def test_cameras_follow_the_config_topic(
     grabber = GrabberProcess(None, topics, tmp_path / "g.log", "--config-topic", config_topic, "--no-lease")
     try:
         reader.wait_for(lambda: len(reader.snapshot(det_topic, cid)) >= 3, 60, "detections for the published camera")
+
+        # New detection settings: applied on the running camera, same reader, same process.
+        data = json.loads(cfg.to_json())
+        data["detection"].update(confidence=0.8, nms_iou=0.5)
+        producer.produce(config_topic, key=cid, value=parse(CameraConfig, data).to_json())
+        producer.flush(10)
+        reader.wait_for(lambda: "applied without reconnecting" in grabber.output(), 30, "the new settings applied")
+        applied_at = time.time()
+        reader.wait_for(
+            lambda: len([m for m in reader.snapshot(det_topic, cid) if m.value["captured_at"] > applied_at]) >= 3,
+            60,
+            "detections after the change",
+        )
+        after = [m for m in reader.snapshot(det_topic, cid) if m.value["captured_at"] > applied_at]
+        assert all(box[4] >= 0.8 for m in after for box in m.value["boxes"])
+        assert "restarted" not in grabber.output()
+
         producer.produce(config_topic, key=cid, value=None)  # tombstone: the camera is removed
         producer.flush(10)
         removed_at = time.time()

@@ -1,5 +1,5 @@
 """The counting agent's pure glue: step, outbox bookkeeping, window outputs, occupancy sampling,
-changelog encoding, record conversion, dead letters."""
+changelog encoding, record conversion, dead letters, per-camera tracking params."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from agents.deadletter import MAX_VALUE_CHARS, dead_letter
 from core.camera import Frame, Scene
 from core.windows import Windowing
 from models.base import parse
-from models.records import CrossingEvent, DeadLetter, OccupancySample, WindowCount, Zone, ZoneEvent
+from models.records import CameraConfig, CrossingEvent, DeadLetter, OccupancySample, WindowCount, Zone, ZoneEvent
 
 T0 = 1_700_000_040.0  # a minute boundary
 W = Windowing(size_s=60, grace_s=30, rolling_s=900)
@@ -160,6 +160,22 @@ def test_encode_decode_round_trip_and_rejects_garbage():
     ]
     with pytest.raises(ValueError, match="magic"):
         st.decode(b"nope" + st.encode(rt)[4:])
+
+
+def test_a_camera_with_its_own_tracking_params_restarts_its_tracks_once():
+    rt = st.CameraRuntime("cam-1", partition=0)
+    fs = frames([(100, 0.0, 0)], 6)  # one person standing in the left zone
+    run(rt, fs[:30])
+    assert rt.state.params_digest == st.camera_params(None).digest
+    cfg = parse(CameraConfig, {"camera_id": "cam-1", "tracking": {"min_hits": 3, "hysteresis_frac": 0.05}})
+    params = st.camera_params(cfg)
+    out = []
+    for f in fs[30:]:
+        out += st.step(rt, f, SCENE, T0 + 100, ZONES, W, params)
+    events = [(r.kind, r.track_id) for topic, r in out if topic == st.ZONE_EVENTS]
+    assert events == [("exit", 1), ("enter", 2)]  # the old track leaves, a new one (new id) enters
+    assert all(parse(ZoneEvent, r.to_json()) == r for topic, r in out if topic == st.ZONE_EVENTS)
+    assert st.decode(st.encode(rt)).state.params_digest == params.digest
 
 
 def test_dead_letter_decodes_and_truncates():

@@ -40,6 +40,17 @@ def test_openapi_lists_the_endpoints_and_bearer_auth(client_for):
     assert "password" in json.dumps(spec["components"]["schemas"]["StreamIn"])
 
 
+def test_openapi_shows_detection_and_tracking_settings(client_for):
+    from core.tracking import TrackerParams
+    from models.records import TrackingSettings
+
+    schemas = client_for("t").get("/openapi.json").json()["components"]["schemas"]
+    assert {"imgsz", "confidence", "nms_iou", "region"} <= set(schemas["DetectionIn"]["properties"])
+    tracking = schemas["TrackingIn"]["properties"]
+    assert set(tracking) == set(TrackingSettings._options.fields) - {"schema_version"}
+    assert f"null = the default ({TrackerParams().high_conf!r})" in tracking["high_conf"]["description"]
+
+
 def test_writes_without_a_configured_token_are_refused_with_how_to(client_for):
     r = client_for(None).put("/api/v1/cameras/cam-1", json={}, headers={"Authorization": "Bearer x"})
     assert r.status_code == 403 and "FOOTFALL_API_TOKEN" in r.json()["detail"]

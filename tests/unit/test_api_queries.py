@@ -11,6 +11,7 @@ from api import queries
 from api.auth import token_matches
 from api.queries import INTERVALS, METRICS, ParamError
 from api.routes.live import subscription
+from core.camera import DEFAULT_CAMERA
 from models.base import parse
 from models.records import CameraConfig
 
@@ -110,7 +111,8 @@ def _config() -> CameraConfig:
             "groups": ["lobby", "floor-1"],
             "timezone": "Europe/Paris",
             "stream": {"url": "rtsp://viewer@cam/s", "username": "viewer", "target_fps": 12.5},
-            "detection": {"imgsz": 480, "confidence": 0.3, "region": [[0, 0], [10, 0], [10, 10]]},
+            "detection": {"imgsz": 480, "confidence": 0.3, "nms_iou": 0.45, "region": [[0, 0], [10, 0], [10, 10]]},
+            "tracking": {"min_hits": 3, "hysteresis_px": 4.5, "count_touching": False},
             "lines": [{"line_id": "door", "start": [1, 2], "end": [3, 4], "count": "in_only"}],
             "zones": [
                 {"zone_id": "hall", "polygon": [[0, 0], [5, 0], [5, 5]], "capacity": 9, "alert_threshold_pct": 0.7}
@@ -125,11 +127,12 @@ def _as_db(row: dict) -> dict:
     import struct
 
     out = dict(row)
-    for k in ("detection_region", "alert_thresholds", "polygon"):
+    for k in ("detection_region", "alert_thresholds", "polygon", "tracking"):
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     for k in (
         "detection_confidence",
+        "detection_nms_iou",
         "stream_timeout_s",
         "stream_retry_interval_s",
         "target_fps",
@@ -147,6 +150,19 @@ def test_config_rows_round_trip():
         cam, [_as_db(r) for r in queries.line_rows(cfg)], [_as_db(r) for r in queries.zone_rows(cfg)], cfg.groups
     )
     assert json.loads(back.to_json()) == {**json.loads(cfg.to_json()), "groups": ["floor-1", "lobby"]}
+
+
+def test_config_rows_keep_defaults_open():
+    """No imgsz (follow the stream), no NMS IoU, no tracking overrides: stored as NULLs and read
+    back as such, so the defaults of the running release apply."""
+    cfg = queries.normalise(parse(CameraConfig, {"camera_id": "cam-2", "tracking": {}}))
+    row = queries.camera_row(cfg)
+    assert (row["detection_imgsz"], row["detection_nms_iou"], row["tracking"]) == (None, None, "{}")
+    back = queries.config_from_rows(_as_db(row), [], [], [])
+    assert json.loads(back.to_json()) == json.loads(cfg.to_json())
+    assert back.detection.imgsz is None and back.tracking.camera_params() == DEFAULT_CAMERA
+    row = queries.camera_row(queries.normalise(parse(CameraConfig, {"camera_id": "cam-3"})))
+    assert row["tracking"] is None
 
 
 def test_camera_view_never_carries_a_password():

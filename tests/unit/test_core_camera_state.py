@@ -1,13 +1,15 @@
 """core.camera: the whole step is pure and deterministic; its state is compact, survives a
-to_bytes/from_bytes round trip and resumes identically; replayed frames are skipped."""
+to_bytes/from_bytes round trip and resumes identically; replayed frames are skipped; a change of
+params restarts the tracks once (ids go on, zone stays are closed), also in a replay."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.camera import CameraState, Frame, already_processed, process_frame
-from core.counting import Scene
+from core.camera import DEFAULT_CAMERA, CameraParams, CameraState, Frame, already_processed, process_frame
+from core.counting import CountingParams, Scene
+from core.tracking import TrackerParams, step
 
 SCENE = Scene.from_config(
     lines=[("door", (320, 480), (320, 0)), ("hall", (0, 300), (640, 300), "in_only")],
@@ -90,11 +92,11 @@ def test_input_state_is_not_modified():
 
 def test_state_size():
     empty = CameraState().to_bytes()
-    assert len(empty) == 26
+    assert len(empty) == 34
     state, _ = run(frames(40))
     n = len(state.tracker)
     ids = sum(1 + len(i) for i in SCENE.line_ids + SCENE.zone_ids)
-    assert len(state.to_bytes()) == 26 + ids + 88 * n + 2 * 2 * n + 9 * 2 * n
+    assert len(state.to_bytes()) == 34 + ids + 88 * n + 2 * 2 * n + 9 * 2 * n
 
 
 def test_bad_bytes_are_rejected():
@@ -137,3 +139,83 @@ def test_accepts_the_wire_record_directly():
             break
     else:
         pytest.fail("the walker was not counted")
+
+
+# --------------------------------------------------------------------------- per-camera params
+
+OTHER = CameraParams(tracker=TrackerParams(min_hits=3), counting=CountingParams(hysteresis_px=4.0))
+
+
+def test_params_digest_identifies_the_values():
+    assert DEFAULT_CAMERA.digest == CameraParams().digest != 0
+    assert CameraParams(counting=CountingParams(hysteresis_px=3)).digest == DEFAULT_CAMERA.digest  # 3 == 3.0
+    assert OTHER.digest != DEFAULT_CAMERA.digest
+    assert CameraParams(tracker=TrackerParams(min_hits=3)).digest not in (DEFAULT_CAMERA.digest, OTHER.digest)
+
+
+def test_the_state_records_its_params_and_keeps_them_through_bytes():
+    fs = frames(30)
+    state, _ = run(fs)
+    assert CameraState().params_digest == 0 and state.params_digest == DEFAULT_CAMERA.digest
+    back = CameraState.from_bytes(state.to_bytes())
+    assert back == state and back.params_digest == state.params_digest
+    state2 = process_frame(state, frames(31)[30], SCENE, OTHER).state
+    assert CameraState.from_bytes(state2.to_bytes()).params_digest == OTHER.digest
+
+
+def test_changed_params_drop_the_tracks_keep_ids_and_close_zone_stays():
+    fs = frames(160)
+    state, _ = run(fs[:100])
+    inside = [
+        (t.track_id, zone_id)
+        for i, t in enumerate(state.tracker.view())
+        for j, zone_id in enumerate(SCENE.zone_ids)
+        if state.zones.inside[i, j] == 1
+    ]
+    assert len(state.tracker) and inside, "the scenario needs tracks inside zones"
+    next_id = state.tracker.next_id
+
+    result = process_frame(state, fs[100], SCENE, OTHER)
+    new = result.state
+    assert new.params_digest == OTHER.digest and new.last_frame_seq == 100
+    assert all(t.track_id >= next_id for t in new.tracker.view())  # ids never repeat
+    exits = [(z.track_id, z.zone_id) for z in result.zone_events if z.kind == "exit"]
+    assert sorted(exits) == sorted(inside)
+    for z in result.zone_events:
+        if z.kind == "exit":
+            assert z.dwell_s is not None and z.dwell_s >= 0 and z.occurred_at == fs[100].captured_at
+    assert new.lines.side.shape == (len(new.tracker), len(SCENE.line_ids))  # aligned with the new tracks
+    assert all(o.count == 0 for o in result.occupancy)  # new tracks are tentative: in no zone yet
+
+    # the same params again: no second reset, the tracker just steps on
+    later = process_frame(new, fs[101], SCENE, OTHER).state
+    assert later.tracker == step(new.tracker, fs[101].boxes, fs[101].captured_at, OTHER.tracker)[0]
+
+
+def test_a_params_change_replays_identically_after_a_round_trip():
+    fs = frames(120)
+
+    def go(state, part, params_at):
+        out = []
+        for f in part:
+            r = process_frame(state, f, SCENE, OTHER if f.frame_seq >= params_at else DEFAULT_CAMERA)
+            state = r.state
+            out.append(r[1:])
+        return state, out
+
+    whole, o_whole = go(CameraState(), fs, 60)
+    half, o1 = go(CameraState(), fs[:70], 60)
+    resumed, o2 = go(CameraState.from_bytes(half.to_bytes()), fs[70:], 60)
+    assert resumed == whole and o1 + o2 == o_whole
+
+
+def test_a_version_1_state_is_read_and_reset_on_its_next_frame():
+    fs = frames(60)
+    state, _ = run(fs[:50])
+    v2 = state.to_bytes()
+    v1 = b"\x01" + v2[1:11] + v2[19:]  # the old header: no digest
+    old = CameraState.from_bytes(v1)
+    assert old.params_digest == 0 and old.tracker == state.tracker and old.last_frame_seq == 49
+    new = process_frame(old, fs[50], SCENE).state
+    assert new.params_digest == DEFAULT_CAMERA.digest and new.tracker.next_id >= state.tracker.next_id
+    assert not {t.track_id for t in new.tracker.view()} & {t.track_id for t in state.tracker.view()}

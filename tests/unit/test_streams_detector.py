@@ -1,4 +1,5 @@
-"""Model resolution order and person classes (no inference here; see the integration tests)."""
+"""Model resolution order, person classes, the per-call NMS IoU and the automatic inference size
+(no real inference here; see the integration tests)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from streams.detector import (
+    NMS_IOU,
     OFFLINE_NAME,
+    Detector,
+    LoadedModel,
     ModelError,
+    ResolvedModel,
+    auto_imgsz,
     looks_like_model_name,
     offline_model_path,
     person_class_ids,
@@ -65,3 +71,38 @@ def test_person_classes() -> None:
     assert person_class_ids({0: "Normal", 1: "Fall"}) is None  # every class is a person
     with pytest.raises(ModelError, match="no person class"):
         person_class_ids({0: "car", 1: "truck"})
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (3840, 2160), (352, 288), (1, 1), (10_000, 50)])
+def test_auto_imgsz_is_a_valid_inference_size(size: tuple[int, int]) -> None:
+    imgsz = auto_imgsz(*size)
+    assert imgsz % 32 == 0 and 32 <= imgsz <= 4096
+    assert auto_imgsz(*size) == imgsz  # pure
+
+
+def test_auto_imgsz_refuses_an_empty_frame() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        auto_imgsz(0, 360)
+
+
+def test_nms_iou_per_call_with_the_detector_default() -> None:
+    import numpy as np
+
+    class FakeYolo:
+        def __init__(self) -> None:
+            self.iou: list[float] = []
+
+        def predict(self, images, **kwargs):
+            self.iou.append(kwargs["iou"])
+            return [type("R", (), {"boxes": None})() for _ in images]
+
+    yolo = FakeYolo()
+    detector = Detector.__new__(Detector)  # no torch: the model is already "loaded"
+    detector.nms_iou, detector.device, detector.default_model = NMS_IOU, "cpu", ""
+    detector._models = {"": LoadedModel(ResolvedModel("x.pt", "x", "path"), yolo, None, "v")}
+    image = np.zeros((36, 64, 3), dtype=np.uint8)
+    boxes, _ = detector.detect("", [image], 320, 0.3)
+    detector.detect("", [image], 320, 0.3, nms_iou=0.45)
+    assert yolo.iou == [NMS_IOU, 0.45] and boxes[0].shape == (0, 5)
+    with pytest.raises(ValueError, match="nms_iou"):
+        detector.detect("", [image], 320, 0.3, nms_iou=0.0)

@@ -1,8 +1,10 @@
 """The grabber loop with a scripted source, a fake detector and an in-memory publisher:
-batching across cameras by imgsz, filtering, frame_seq, the lease gate and the stats record."""
+batching across cameras by (imgsz, NMS IoU), filtering, frame_seq, the lease gate, the stats record
+and config changes applied without a restart."""
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -42,14 +44,18 @@ class EndlessSource(Source):
 
 
 class FakeDetector:
+    nms_iou = 0.7  # the detector's default (--nms-iou)
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, int, float]] = []
+        self.nms: list[float | None] = []  # nms_iou of each call, aligned with calls
 
     def model(self, spec: str = ""):
         return SimpleNamespace(resolved=SimpleNamespace(name=f"fake-{spec or 'default'}"), version="v1")
 
-    def detect(self, spec, images, imgsz, confidence):
+    def detect(self, spec, images, imgsz, confidence, nms_iou=None):
         self.calls.append((spec, imgsz, len(images), confidence))
+        self.nms.append(nms_iou)
         boxes = np.array(
             [
                 [100, 100, 140, 200, 0.9],  # anchor (120, 200): inside the region below
@@ -79,13 +85,15 @@ class MemoryPublisher:
         return False
 
 
-def camera(cid: str, imgsz: int, confidence: float = 0.5, region=None) -> CameraConfig:
+def camera(
+    cid: str, imgsz: int | None, confidence: float = 0.5, region=None, nms_iou: float | None = None, fps: float = 20
+) -> CameraConfig:
     return parse(
         CameraConfig,
         {
             "camera_id": cid,
-            "stream": {"url": f"rtsp://h/{cid}", "target_fps": 20},
-            "detection": {"imgsz": imgsz, "confidence": confidence, "region": region},
+            "stream": {"url": f"rtsp://h/{cid}", "target_fps": fps},
+            "detection": {"imgsz": imgsz, "confidence": confidence, "region": region, "nms_iou": nms_iou},
         },
     )
 
@@ -118,6 +126,42 @@ def test_frames_of_several_cameras_share_one_call_per_imgsz(grabber: Grabber) ->
     grabber.detector.calls.clear()
     assert grabber.step() == 3
     assert sorted((imgsz, n) for _, imgsz, n, _ in grabber.detector.calls) == [(320, 2), (640, 1)]
+
+
+def test_groups_split_by_nms_iou_and_imgsz_none_follows_the_frame(grabber: Grabber, monkeypatch) -> None:
+    sizes = []
+
+    def fake_auto(width: int, height: int) -> int:
+        sizes.append((width, height))
+        return 480
+
+    monkeypatch.setattr(grabber_mod, "auto_imgsz", fake_auto)
+    grabber.set_configs(
+        [camera("a", None), camera("b", None, nms_iou=0.7), camera("c", None, nms_iou=0.5), camera("d", 320)]
+    )
+    run_until(grabber, lambda: len(grabber.cameras) == 4)
+    time.sleep(0.1)
+    grabber.detector.calls.clear()
+    grabber.detector.nms.clear()
+    assert grabber.step() == 4
+    got = sorted(
+        (imgsz, nms, n) for (_, imgsz, n, _), nms in zip(grabber.detector.calls, grabber.detector.nms, strict=True)
+    )
+    # a: the detector's default 0.7, the same as b's explicit 0.7: one call for both
+    assert got == [(320, 0.7, 1), (480, 0.5, 1), (480, 0.7, 2)]
+    assert set(sizes) == {(640, 360)}  # the frames' own size
+
+
+def test_the_imgsz_option_overrides_every_camera(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grabber_mod, "make_source", lambda cid, stream: EndlessSource(cid))
+    g = Grabber(GrabberOptions(grabber_id="g", imgsz=256), MemoryPublisher(), FakeDetector(), LocalLeases())
+    try:
+        assert g.imgsz(camera("a", None)) == 256 and g.imgsz(camera("b", 320)) == 256
+        g.options.imgsz = None
+        assert g.imgsz(camera("b", 320)) == 320
+        assert g.imgsz(camera("a", None), (1920, 1080)) == grabber_mod.auto_imgsz(1920, 1080)
+    finally:
+        g.shutdown(flush_s=0)
 
 
 def test_published_detections_are_filtered_valid_and_increasing(grabber: Grabber) -> None:
@@ -173,6 +217,56 @@ def test_changed_config_restarts_the_camera_keeping_seq_and_totals(grabber: Grab
     assert grabber.cameras["a"] is rt and rt.config.detection.imgsz == 640
     assert rt.totals().input_frames >= before
     run_until(grabber, lambda: grabber.cameras["a"].seq.last > last_seq)
+
+
+def test_detection_changes_apply_without_reconnecting(grabber: Grabber) -> None:
+    """A new confidence / NMS IoU (as from the config topic) changes the next inference call and
+    what is published, on the same reader: no reconnect, no process restart."""
+    changes = []
+    grabber.config_source = lambda: (changes.pop(), True) if changes else ([], False)
+    grabber.set_configs([camera("a", 320, confidence=0.3)])
+    run_until(grabber, lambda: sum(r.camera_id == "a" for r in grabber.publisher.records) >= 2)
+    rt, reader = grabber.cameras["a"], grabber.cameras["a"].reader
+    assert grabber.detector.nms[-1] == 0.7 and grabber.detector.calls[-1][3] == 0.3
+    assert all(len(r.boxes) == 3 for r in grabber.publisher.records)
+
+    changes.append([camera("a", 320, confidence=0.85, nms_iou=0.45)])
+    grabber.step()  # housekeeping applies it before this step's inference
+    n = len(grabber.publisher.records)
+    run_until(grabber, lambda: len(grabber.publisher.records) >= n + 2)
+    assert grabber.cameras["a"] is rt and rt.reader is reader and not reader.stopped
+    assert grabber.detector.nms[-1] == 0.45 and grabber.detector.calls[-1][3] == 0.85
+    assert all(r.boxes == [[100.0, 100.0, 140.0, 200.0, 0.9]] for r in grabber.publisher.records[n:])
+
+
+def test_a_changed_stream_restarts_the_reader(grabber: Grabber) -> None:
+    grabber.set_configs([camera("a", 320)])
+    run_until(grabber, lambda: len(grabber.publisher.records) >= 2)
+    rt, reader = grabber.cameras["a"], grabber.cameras["a"].reader
+    grabber.set_configs([camera("a", 320, fps=5)])
+    assert grabber.cameras["a"] is rt and rt.reader is not reader and rt.config.stream.target_fps == 5
+    n = len(grabber.publisher.records)
+    run_until(grabber, lambda: len(grabber.publisher.records) > n)
+
+
+def test_a_config_naming_an_unusable_model_is_refused(grabber: Grabber, caplog) -> None:
+    from streams.detector import ModelError
+
+    grabber.set_configs([camera("a", 320, confidence=0.3)])
+    run_until(grabber, lambda: "a" in grabber.cameras)
+    rt = grabber.cameras["a"]
+    real_model = grabber.detector.model
+
+    def model(spec: str = ""):
+        if spec == "cars.pt":
+            raise ModelError("model has no person class")
+        return real_model(spec)
+
+    grabber.detector.model = model
+    bad = parse(CameraConfig, {**json.loads(camera("a", 320).to_json()), "detection": {"model": "cars.pt"}})
+    grabber.set_configs([bad])
+    assert grabber.cameras["a"] is rt and rt.config.detection.confidence == 0.3  # the previous config runs on
+    assert "keeping the previous one" in caplog.text
 
 
 def test_stats_record(grabber: Grabber) -> None:
