@@ -15,7 +15,7 @@ Hysteresis band
     Scaling with the box keeps the rule independent of resolution and distance to the camera.
     A camera whose detector is noisier gets a wider band (:class:`CountingParams`).
 
-Line rule (a Schmitt trigger per track and line)
+Line rule (a Schmitt trigger per track and line; the decision is :func:`crossing_decision`)
     A track's *side* of a line is only updated when its anchor is outside the band. A crossing
     ``A -> B`` is counted when the track was last seen beyond the band on side A, then a step of
     its anchor crosses the line segment towards B, and then the anchor is beyond the band on side
@@ -32,7 +32,8 @@ Line rule (a Schmitt trigger per track and line)
       through the same door on the same track counts in=1, out=1; in, out, in counts three legs
       only if each one is such a passage;
     * a track that steps over the line and comes back before leaving the band counts nothing; one
-      that goes round the end of a line changes side without counting;
+      that goes round the end of a line changes side without counting (so out, round the end,
+      out again counts two outs: the one exception to alternating directions);
     * a track first seen inside the band has no side yet; its first passage to beyond the band
       only sets its side (where it came from is unknown);
     * only matched detections move a track (a lost track's predicted box does not count), so a
@@ -65,7 +66,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.geometry import step_within_segment
-from core.tracking import STATUS as STATUS_ROW
 from core.tracking import Tracks
 
 __all__ = [
@@ -77,6 +77,8 @@ __all__ = [
     "ZoneTransition",
     "ZoneOccupancy",
     "update_lines",
+    "crossing_decision",
+    "LineDecision",
     "update_zones",
     "hysteresis_band",
     "moved",
@@ -395,26 +397,28 @@ class ZoneState:
 
 
 class Moved(NamedTuple):
-    """The tracks matched in a step (``idx``: a slice when all were) with their anchors and
-    hysteresis bands (a column). Computed once per frame and shared by lines and zones."""
+    """The tracks matched in a step (``idx``: a slice when all were) with their anchors,
+    hysteresis bands (a column) and whether each is confirmed (not tentative). Computed once per
+    frame and shared by lines and zones."""
 
     idx: NDArray[np.intp] | slice
     x: NDArray[np.float64]
     y: NDArray[np.float64]
     band: NDArray[np.float64]
+    confirmed: NDArray[np.bool_]
 
 
 def moved(tracks: Tracks, params: CountingParams = DEFAULT_COUNTING) -> Moved:
     """Anchors and bands of the tracks matched in this step."""
     n_moved = int(np.count_nonzero(tracks.matched))
     idx: NDArray[np.intp] | slice = slice(None) if n_moved == len(tracks.matched) else tracks.matched.nonzero()[0]
-    det = tracks.rows[6:10, idx]
+    det = tracks.boxes(idx)
     x = det[0] + det[2]
     x *= 0.5
     band = det[3] - det[1]
     band *= params.hysteresis_frac
     np.maximum(band, max(params.hysteresis_px, 1e-9), out=band)  # > 0: on the line is never beyond it
-    return Moved(idx, x, det[3], band[:, None])
+    return Moved(idx, x, det[3], band[:, None], tracks.confirmed[idx])
 
 
 def update_lines(
@@ -428,64 +432,163 @@ def update_lines(
 ) -> tuple[LineState, list[Crossing]]:
     """Advance the line state by one tracker step; return the new state and confirmed crossings.
     ``motion`` is :func:`moved` of ``tracks`` if the caller has it already."""
-    side = _realign(_remap_columns(state.side, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
-    pending = _realign(_remap_columns(state.pending, state.line_ids, scene.line_ids, 0), tracks.kept_from, 0)
+    # states are immutable: their arrays are shared until the rows change, never written to
+    side = _remap_columns(state.side, state.line_ids, scene.line_ids, 0)
+    pending = _remap_columns(state.pending, state.line_ids, scene.line_ids, 0)
+    if tracks.kept_from is not None:
+        side = _realign(side, tracks.kept_from, 0)
+        pending = _realign(pending, tracks.kept_from, 0)
     if not scene.line_ids or not np.count_nonzero(tracks.matched):
         return LineState(scene.line_ids, side, pending), []
-    idx, x, y, band = motion or moved(tracks, params)
+    idx, x, y, band, confirmed = motion or moved(tracks, params)
     px, py = tracks.prev_anchors(idx)
     n = len(x)
     both = scene.line_orientation(np.concatenate([x, px]), np.concatenate([y, py]))
     orient = both[:n]  # distance to the line times its length, > 0 on the in side
     prev_orient = both[n:]  # the same before this step (NaN for tracks born in it)
     reach = band * scene.line_length  # the band in the same units
+
+    # which steps crossed a line segment: end points on different sides of the line (on the line =
+    # its out side with count_touching), then the segment's extent (a few pairs at most)
+    if params.count_touching:
+        stepped = (prev_orient > 0) != (orient > 0)
+        if tracks.any_born:
+            stepped &= prev_orient == prev_orient  # not NaN
+    else:
+        stepped = prev_orient * orient < 0
+    if np.count_nonzero(stepped):
+        for i, j in zip(*stepped.nonzero(), strict=True):
+            if not step_within_segment((px[i], py[i]), (x[i], y[i]), scene.line_start[j], scene.line_end[j]):
+                stepped[i, j] = False
+
     s = side[idx]
     p = pending[idx]
+    new_side, new_pending, emit = crossing_decision(s, p, orient, reach, stepped, confirmed)
+    if new_pending is not p:
+        pending = _replace_rows(pending, idx, new_pending)
+    events: list[Crossing] = []
+    if new_side is not s:  # (nothing is counted without deciding a side)
+        side = _replace_rows(side, idx, new_side)
+        if np.count_nonzero(emit):
+            events = _crossings(tracks, idx, emit, x, y, scene, camera_id, frame_seq)
+    return LineState(scene.line_ids, side, pending), events
 
-    # a step changes sides; then check the segment's extent (a few pairs at most)
-    if params.count_touching:  # on the line = on its out side
-        changed = (prev_orient > 0) != (orient > 0)
-        if tracks.any_born:
-            changed &= prev_orient == prev_orient  # not NaN
-    else:
-        changed = prev_orient * orient < 0
-    if np.count_nonzero(changed):
-        for i, j in zip(*changed.nonzero(), strict=True):
-            if step_within_segment((px[i], py[i]), (x[i], y[i]), scene.line_start[j], scene.line_end[j]):
-                p[i, j] = 1 if orient[i, j] > 0 else -1
+
+def _replace_rows(matrix: NDArray[Any], idx: NDArray[np.intp] | slice, rows: NDArray[Any]) -> NDArray[Any]:
+    """``matrix`` with its rows ``idx`` replaced by ``rows``, as a new array (``matrix`` may be a
+    state's, so it is never written to). A slice is every row (:func:`moved`)."""
+    if isinstance(idx, slice):
+        return rows
+    out = matrix.copy()
+    out[idx] = rows
+    return out
+
+
+_IN, _OUT, _NONE = np.int8(1), np.int8(-1), np.int8(0)
+
+
+class LineDecision(NamedTuple):
+    """What :func:`crossing_decision` decided for (tracks, lines): the new ``side`` and
+    ``pending`` (as in :class:`LineState`) and ``emit``: +1 where a crossing towards the line's
+    ``in`` side is counted now, -1 towards its ``out`` side, 0 elsewhere (int8, (n, L))."""
+
+    side: NDArray[np.int8]
+    pending: NDArray[np.int8]
+    emit: NDArray[np.int8]
+
+
+def crossing_decision(
+    side: NDArray[np.int8],
+    pending: NDArray[np.int8],
+    orient: NDArray[np.float64],
+    reach: NDArray[np.float64],
+    stepped: NDArray[np.bool_],
+    confirmed: NDArray[np.bool_],
+) -> LineDecision:
+    """The line rule: one Schmitt-trigger step for every (track, line) pair at once. Pure.
+
+    Arguments, for ``n`` tracks matched in this step and ``L`` lines:
+
+    * ``side`` (n, L) int8: the side each track was last seen beyond the band on (+1 the line's
+      ``in`` side, -1 its ``out`` side, 0 not yet known);
+    * ``pending`` (n, L) int8: the side the last step over the line segment went towards, 0 if
+      none since the track was last beyond the band on its remembered side (a half crossing);
+    * ``orient`` (n, L): the anchor's signed distance to the line now (> 0 on the ``in`` side),
+      in any unit (:meth:`Scene.line_orientation` uses distance times line length);
+    * ``reach`` (n, L) or (n, 1), > 0: the band's half-width in the same unit;
+    * ``stepped`` (n, L) bool: the anchor's step from where the track was last seen crossed the
+      line segment (the geometry, computed by :func:`update_lines` with the ``count_touching``
+      convention: a step onto the line goes to its out side);
+    * ``confirmed`` (n,) bool: the track is confirmed (not tentative).
+
+    The rule: a step over the segment sets ``pending`` to the side it went towards. A pair is
+    *decided* when its anchor is beyond the band (``|orient| >= reach``) on the side opposite the
+    remembered one, or on either side while the side is unknown. A decided pair whose pending
+    half crossing points to where the anchor now is is a crossing: counted (``emit``) if the
+    track is confirmed; if it is tentative nothing changes, so the crossing waits and is counted
+    on the first frame the track is confirmed while still beyond the band there. Every other
+    decided pair (a counted crossing, a first side, a track that went round the end of the line)
+    takes the far side as its side and clears ``pending``. Finally, an anchor back beyond the band
+    on its remembered side forgets any half crossing. An anchor on the line (``orient == 0``) is
+    never beyond the band, and a far side is +1 only for ``orient > 0``.
+
+    The inputs are never written to; an output that did not change *is* the input object.
+
+    One track and one line, band 3 (``side, pending, emit`` after the step):
+
+    >>> def decide(side, pending, orient, stepped=False, confirmed=True):
+    ...     d = crossing_decision(np.array([[side]], np.int8), np.array([[pending]], np.int8),
+    ...                           np.array([[orient]]), np.array([[3.0]]), np.array([[stepped]]),
+    ...                           np.array([confirmed]))
+    ...     return d.side.item(), d.pending.item(), d.emit.item()
+    >>> decide(-1, 0, 1.0, stepped=True)  # stepped over to the in side, still inside the band
+    (-1, 1, 0)
+    >>> decide(-1, 1, 5.0)  # then beyond it: counted in
+    (1, 0, 1)
+    >>> decide(-1, 1, 5.0, confirmed=False)  # the same for a tentative track: the crossing waits
+    (-1, 1, 0)
+    >>> decide(-1, 1, -5.0)  # back beyond the band on its own side: the half crossing is forgotten
+    (-1, 0, 0)
+    >>> decide(-1, 0, 5.0)  # round the end of the line: new side, nothing counted
+    (1, 0, 0)
+    >>> decide(0, 0, -5.0)  # first time beyond the band: sets the side only
+    (-1, 0, 0)
+    """
+    s, p = side, pending
+    far_side = None  # the side the anchor is on now: +1 in, -1 out (on the line: out)
+    if np.count_nonzero(stepped):
+        far_side = np.where(orient > 0, _IN, _OUT)
+        p = np.where(stepped, far_side, p)
 
     # beyond the band on the side opposite the remembered one, or the first time beyond it
     decide = orient * s <= -reach  # false where s == 0 (reach > 0)
     unknown = s == 0
     if np.count_nonzero(unknown):
         decide |= unknown & (np.abs(orient) >= reach)
-    events: list[Crossing] = []
-    touched = False
     if np.count_nonzero(decide):
-        touched = True
-        far_side = np.where(orient > 0, 1, -1).astype(np.int8)
+        if far_side is None:
+            far_side = np.where(orient > 0, _IN, _OUT)
         flip = decide & ~unknown
         through = flip & (p == far_side)
-        emit = through & (tracks.rows[STATUS_ROW, idx] != 0)[:, None]  # confirmed tracks only
-        wait = through & ~emit  # tentative: keep the half crossing until the track is confirmed
+        counted = through & confirmed[:, None]
+        wait = through & ~counted  # tentative: keep the half crossing until the track is confirmed
         settle = decide & ~wait  # counted, first side (s == 0), or round the end of the line
         s = np.where(settle, far_side, s)
-        p = np.where(settle, 0, p)
-        if np.count_nonzero(emit):
-            events = _crossings(tracks, idx, emit, far_side, x, y, scene, camera_id, frame_seq)
+        p = np.where(settle, _NONE, p)
+        emit = np.where(counted, far_side, _NONE) if np.count_nonzero(counted) else counted.view(np.int8)
+    else:
+        emit = decide.view(np.int8)  # all zero
     if np.count_nonzero(p):  # beyond the band on its own side again: forget a half crossing
-        p[orient * s >= reach] = 0
-    if touched or not isinstance(idx, slice):  # (with a slice, s and p are views of side, pending)
-        side[idx] = s
-        pending[idx] = p
-    return LineState(scene.line_ids, side, pending), events
+        forget = orient * s >= reach
+        if np.count_nonzero(forget):
+            p = np.where(forget, _NONE, p)
+    return LineDecision(s, p, emit)
 
 
 def _crossings(
     tracks: Tracks,
     idx: NDArray[np.intp] | slice,
-    emit: NDArray[np.bool_],
-    far_side: NDArray[np.int8],
+    emit: NDArray[np.int8],
     x: NDArray[np.float64],
     y: NDArray[np.float64],
     scene: Scene,
@@ -493,16 +596,18 @@ def _crossings(
     frame_seq: int,
 ) -> list[Crossing]:
     events = []
-    cols = np.arange(tracks.rows.shape[1])[idx]
+    cols = np.arange(len(tracks))[idx]
+    ids = tracks.ids
+    confidence = tracks.confidences()
     t = tracks.frame_time
     for i, j in zip(*emit.nonzero(), strict=True):
-        direction = "in" if far_side[i, j] > 0 else "out"
+        direction = "in" if emit[i, j] > 0 else "out"
         mode = scene.line_modes[j]
         if (mode == "in_only" and direction != "in") or (mode == "out_only" and direction != "out"):
             continue
         cx, cy = _project(float(x[i]), float(y[i]), scene.line_start[j], scene.line_end[j])
         col = cols[i]
-        track_id = int(tracks.rows[0, col])
+        track_id = int(ids[col])
         line_id = scene.line_ids[j]
         events.append(
             Crossing(
@@ -515,7 +620,7 @@ def _crossings(
                 occurred_at=t,
                 x=cx,
                 y=cy,
-                confidence=float(tracks.rows[5, col]),
+                confidence=float(confidence[col]),
             )
         )
     return events
@@ -549,20 +654,21 @@ def update_zones(
     events: list[ZoneTransition] = []
 
     # tracks the tracker dropped in this step leave every zone they were in
-    for k, i in enumerate(tracks.removed_from.tolist()):
-        if i < len(old_inside):
-            track_id, last_seen = int(tracks.removed[0, k]), float(tracks.removed[4, k])
-            for j in (old_inside[i] == 1).nonzero()[0]:
-                dwell = max(last_seen - float(old_entered[i, j]), 0.0)
-                events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
+    if len(tracks.removed_from):
+        removed_from = tracks.removed_from.tolist()
+        gone = zip(removed_from, tracks.removed_ids.tolist(), tracks.removed_last_seen.tolist(), strict=True)
+        for i, track_id, last_seen in gone:
+            if i < len(old_inside):
+                for j in (old_inside[i] == 1).nonzero()[0]:
+                    dwell = max(last_seen - float(old_entered[i, j]), 0.0)
+                    events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
 
     if np.count_nonzero(tracks.matched):
-        idx, x, y, band = motion or moved(tracks, params)
-        confirmed = tracks.rows[STATUS_ROW, idx] != 0  # tentative tracks are in no zone
+        idx, x, y, band, confirmed = motion or moved(tracks, params)  # tentative tracks are in no zone
         if np.count_nonzero(confirmed) == len(confirmed):
-            upd = np.arange(tracks.rows.shape[1])[idx]
+            upd = np.arange(len(tracks))[idx]
         else:
-            upd = np.arange(tracks.rows.shape[1])[idx][confirmed]
+            upd = np.arange(len(tracks))[idx][confirmed]
             x, y, band = x[confirmed], y[confirmed], band[confirmed]
     else:
         upd = np.zeros(0, dtype=np.intp)
@@ -578,7 +684,7 @@ def update_zones(
             for r, j in zip(*far.nonzero(), strict=True):
                 i = rows[r]
                 col = upd[i]
-                track_id = int(tracks.rows[0, col])
+                track_id = int(tracks.ids[col])
                 if now_in[i, j]:
                     inside[col, j] = 1
                     entered[col, j] = t
@@ -596,7 +702,7 @@ def update_zones(
         col = members_all[:, j].nonzero()[0]
         if len(col):
             avg = max(t - float(np.add.reduce(entered[col, j])) / len(col), 0.0)
-            members = tuple(tracks.rows[0, col].astype(np.int64).tolist())
+            members = tuple(tracks.ids[col].tolist())
         else:
             avg, members = None, ()
         occupancy.append(ZoneOccupancy(zone_id=zid, at=t, count=len(members), avg_dwell_s=avg, track_ids=members))

@@ -258,14 +258,15 @@ class Track(NamedTuple):
 def _views(m: NDArray[np.float64], now: float) -> list[Track]:
     out = []
     for r in m.T.tolist():
-        x1, y1, x2, y2 = r[6:10]
+        x1, y1, x2, y2 = r[DET]
+        vx1, _, vx2, vy2 = r[VEL]
         out.append(
             Track(
                 track_id=int(r[ID]),
                 status=_STATUS_NAMES[int(r[STATUS])],
                 box=(x1, y1, x2, y2),
                 anchor=((x1 + x2) * 0.5, y2),
-                velocity=((r[14] + r[16]) * 0.5, r[17]),
+                velocity=((vx1 + vx2) * 0.5, vy2),
                 confidence=r[CONF],
                 age=int(r[AGE]),
                 hits=int(r[HITS]),
@@ -293,14 +294,50 @@ class Tracks:
     removed: NDArray[np.float64]  # (NFIELDS, R)
     removed_from: NDArray[np.intp]
 
+    def __len__(self) -> int:
+        """Number of live tracks (columns of ``rows``)."""
+        return self.rows.shape[1]
+
     @property
     def any_born(self) -> bool:
         return self.kept_from is not None and bool(np.count_nonzero(self.kept_from < 0))
 
+    # Named accessors: consumers read fields through these, never ``rows``/``removed``/``previous``
+    # by row number (the layout is this module's business). ``idx`` selects track columns; with a
+    # slice the result is a view of the matrix: read it, never write to it.
+
+    def boxes(self, idx: NDArray[np.intp] | slice = slice(None)) -> NDArray[np.float64]:
+        """(4, n) last matched detection ``x1, y1, x2, y2`` of tracks ``idx`` (a lost track keeps
+        the box it was last seen with)."""
+        return self.rows[DET, idx]
+
+    def confidences(self, idx: NDArray[np.intp] | slice = slice(None)) -> NDArray[np.float64]:
+        """(n,) detector confidence of the last matched detection of tracks ``idx``."""
+        return self.rows[CONF, idx]
+
+    def last_update(self, idx: NDArray[np.intp] | slice = slice(None)) -> NDArray[np.float64]:
+        """(n,) frame time tracks ``idx`` were last matched at."""
+        return self.rows[T_UPDATE, idx]
+
+    @property
+    def statuses(self) -> NDArray[np.int8]:
+        """(T,) ``TENTATIVE``, ``TRACKED`` or ``LOST`` per track."""
+        return self.rows[STATUS].astype(np.int8)
+
+    @property
+    def removed_ids(self) -> NDArray[np.int64]:
+        """(R,) ids of the tracks this step removed (aligned with ``removed_from``)."""
+        return self.removed[ID].astype(np.int64)
+
+    @property
+    def removed_last_seen(self) -> NDArray[np.float64]:
+        """(R,) frame time each removed track was last matched at."""
+        return self.removed[T_UPDATE]
+
     def prev_anchors(self, idx: NDArray[np.intp] | slice = slice(None)) -> tuple[NDArray, NDArray]:
         """Anchor x, y of tracks ``idx`` before this step (NaN for tracks born in it)."""
         if self.kept_from is None:
-            det = self.previous[6:10, idx]
+            det = self.previous[DET, idx]
             x = det[0] + det[2]
             x *= 0.5
             return x, det[3]
@@ -309,7 +346,7 @@ class Tracks:
         if not self.previous.shape[1]:
             nan = np.full(len(src), np.nan)
             return nan, nan.copy()
-        det = self.previous[6:10, src]  # born tracks read column -1 here and are blanked below
+        det = self.previous[DET, src]  # born tracks read column -1 here and are blanked below
         x = det[0] + det[2]
         x *= 0.5
         y = det[3].copy()
@@ -319,15 +356,18 @@ class Tracks:
 
     @property
     def ids(self) -> NDArray[np.int64]:
+        """(T,) track ids."""
         return self.rows[ID].astype(np.int64)
 
     @property
     def anchors(self) -> NDArray[np.float64]:
-        """(T, 2) current anchors."""
-        return np.stack([(self.rows[6] + self.rows[8]) * 0.5, self.rows[9]], axis=1)
+        """(T, 2) current anchors (bottom-centre of ``boxes()``)."""
+        det = self.rows[DET]
+        return np.stack([(det[0] + det[2]) * 0.5, det[3]], axis=1)
 
     @property
     def confirmed(self) -> NDArray[np.bool_]:
+        """(T,) True for tracked and lost tracks, False for tentative ones."""
         return self.rows[STATUS] != TENTATIVE
 
     def view(self) -> list[Track]:
