@@ -7,7 +7,7 @@ A sequence is a folder with ``video.mp4``, ``gt.txt`` (MOTChallenge), ``lines.js
 
 For each setting of the grid the frames go through ``streams.detector.Detector`` (cached per
 sequence, image size and NMS IoU under ``.local/cache/accuracy/``, keyed by the video, the weights,
-``streams/detector.py`` and the Ultralytics and torch versions: detections are made once at a
+the ``Detector`` class's code and the Ultralytics and torch versions: detections are made once at a
 confidence floor and filtered per setting, which gives the same boxes as running at that
 confidence, since NMS only lets a box suppress lower-scored ones), the grabber's wire rounding
 (``box_rows``) and ``core.camera.process_frame`` with the setting's tracker and counting parameters,
@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import itertools
 import json
 import sys
@@ -240,7 +241,7 @@ def detections(seq: Sequence, imgsz: int, nms_iou: float, use_cache: bool = True
             (
                 file_digest(str(seq.video)),
                 file_digest(str(model)),
-                file_digest(streams.detector.__file__),  # the code that detects, and its libraries
+                hashlib.sha256(inspect.getsource(streams.detector.Detector).encode()).hexdigest(),  # the code
                 ultralytics.__version__,
                 torch.__version__,
                 f"{imgsz}:{nms_iou}:{DET_FLOOR}",

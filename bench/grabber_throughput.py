@@ -1,12 +1,16 @@
 """Grabber throughput and latency on this machine, publishing to the real broker.
 
-Runs ``python -m streams run`` on the crosswalk clip (read at its native 24 fps, like a camera)
-in several configurations, each for a fixed duration, and reads the detections back from Kafka:
+Runs ``python -m streams run`` on the crosswalk clip (read at its native 24 fps, like a camera;
+``mot16-09`` at 30 fps, 1080p, where named) in several configurations, each for a fixed duration,
+and reads the detections back from Kafka:
 
 - ``1cam-320`` (the baseline) and ``1cam-640``: one camera, one process;
 - ``4cam-batched-320``: one process, four cameras (the clip x4), one shared model, batched calls;
 - ``4cam-batched-320-2t``: the same with two torch threads (all of this machine's cores);
-- ``4proc-320``: four processes with one camera each (four models, no batching).
+- ``4proc-320``: four processes with one camera each (four models, no batching);
+- ``1cam-old-defaults`` / ``1cam-defaults`` (and ``1cam-mot-...`` on ``mot16-09``): one camera at the
+  detection settings a camera got before the accuracy work (640 px, confidence 0.3, NMS 0.7) and at
+  today's defaults (a config without detection settings): the cost of the defaults, frames/s per core.
 
 Every process uses one torch thread unless named ``-2t``. Prints one JSON object: per
 configuration the detected frames per second (all cameras together), capture-to-publish latency
@@ -34,36 +38,50 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from core.settings import get_settings  # noqa: E402
 from streams.health import percentile  # noqa: E402
 
-CLIP = PROJECT_ROOT.parent / "shared" / "assets" / "crosswalk-640x360.mp4"
+ASSETS = PROJECT_ROOT.parent / "shared" / "assets"
+CLIP = ASSETS / "crosswalk-640x360.mp4"
+MOT = ASSETS / "mot16-09" / "video.mp4"  # 1920x1080, 30 fps
 WARM_S = 3.0  # ignore each configuration's first seconds (connect, first frames)
+# The camera defaults before issue 15 (640 px, confidence 0.3, NMS IoU 0.7), set explicitly; the
+# "-defaults" configurations send a camera config with no detection settings (today's defaults).
+OLD_DEFAULTS = {"imgsz": 640, "confidence": 0.3, "nms_iou": 0.7}
 
 CONFIGS = {
-    # name: (cameras, processes, imgsz, torch threads per process)
-    "1cam-320": (1, 1, 320, 1),
-    "1cam-640": (1, 1, 640, 1),
-    "4cam-batched-320": (4, 1, 320, 1),
-    "4cam-batched-320-2t": (4, 1, 320, 2),
-    "4proc-320": (4, 4, 320, 1),
+    # name: (cameras, processes, --imgsz override, torch threads per process, clip, detection settings)
+    "1cam-320": (1, 1, 320, 1, CLIP, None),
+    "1cam-640": (1, 1, 640, 1, CLIP, None),
+    "4cam-batched-320": (4, 1, 320, 1, CLIP, None),
+    "4cam-batched-320-2t": (4, 1, 320, 2, CLIP, None),
+    "4proc-320": (4, 4, 320, 1, CLIP, None),
+    "1cam-old-defaults": (1, 1, None, 1, CLIP, OLD_DEFAULTS),
+    "1cam-defaults": (1, 1, None, 1, CLIP, None),
+    "1cam-mot-old-defaults": (1, 1, None, 1, MOT, OLD_DEFAULTS),
+    "1cam-mot-defaults": (1, 1, None, 1, MOT, None),
 }
 BASELINE = "1cam-320"
 
 
-def camera(cid: str) -> dict:
-    return {"camera_id": cid, "stream": {"protocol": "file", "url": str(CLIP), "target_fps": 24}}
+def camera(cid: str, clip: Path, detection: dict | None) -> dict:
+    fps = 24 if clip == CLIP else 30  # the clips' native rates
+    cfg = {"camera_id": cid, "stream": {"protocol": "file", "url": str(clip), "target_fps": fps}}
+    if detection:
+        cfg["detection"] = detection
+    return cfg
 
 
 def run_config(name: str, bootstrap: str, det_topic: str, stats_topic: str, duration: float, workdir: Path) -> dict:
-    n_cams, n_procs, imgsz, threads = CONFIGS[name]
+    n_cams, n_procs, imgsz, threads, clip, detection = CONFIGS[name]
     run = uuid.uuid4().hex[:6]
     cams = [f"bench-{name}-{run}-{i}" for i in range(n_cams)]
     per_proc = [cams[i::n_procs] for i in range(n_procs)]
     procs = []
     for i, ids in enumerate(per_proc):
         cfg = workdir / f"{name}-{i}.json"
-        cfg.write_text(json.dumps({"cameras": [camera(c) for c in ids]}))
+        cfg.write_text(json.dumps({"cameras": [camera(c, clip, detection) for c in ids]}))
         cmd = [sys.executable, "-m", "streams", "run", "--config", str(cfg), "--no-lease", "--metrics-port", "0"]
         cmd += ["--detections-topic", det_topic, "--stats-topic", stats_topic, "--bootstrap", bootstrap]
-        cmd += ["--imgsz", str(imgsz), "--torch-threads", str(threads), "--device", "cpu", "--duration", str(duration)]
+        cmd += ["--imgsz", str(imgsz)] if imgsz else []
+        cmd += ["--torch-threads", str(threads), "--device", "cpu", "--duration", str(duration)]
         cmd += ["--grabber-id", f"bench-{name}-{i}", "--log-level", "WARNING"]
         procs.append(subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     errors = [p.communicate(timeout=duration + 180)[1].decode(errors="replace") for p in procs]
@@ -94,7 +112,7 @@ def read_back(bootstrap: str, det_topic: str, stats_topic: str, cams: set[str]) 
 
 
 def summarise(name: str, dets: list[dict], stats: list[dict], cams: list[str]) -> dict:
-    n_cams, n_procs, imgsz, threads = CONFIGS[name]
+    n_cams, n_procs, imgsz, threads, clip, detection = CONFIGS[name]
     start = min(d["captured_at"] for d in dets) + WARM_S
     end = max(d["captured_at"] for d in dets)
     window = [d for d in dets if start <= d["captured_at"] <= end]
@@ -106,7 +124,9 @@ def summarise(name: str, dets: list[dict], stats: list[dict], cams: list[str]) -
         "config": name,
         "cameras": n_cams,
         "processes": n_procs,
-        "imgsz": imgsz,
+        "clip": clip.name if clip != MOT else "mot16-09",
+        "imgsz": imgsz or "camera's",
+        "detection": detection or "defaults",
         "torch_threads_per_process": threads,
         "measured_s": round(span, 1),
         "frames_per_s": round(len(window) / span, 2),

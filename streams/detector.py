@@ -53,7 +53,7 @@ def auto_imgsz(width: int, height: int) -> int:
     must reach the detector big enough to be scored as people, and a fixed 640 shrinks them with
     the stream. At 640 a 1224x370 street scene (KITTI-17) is cut to 640x194 and its people to a
     third of their height; that clip scores 0.71 at 640, 0.94 at 960, 0.88 at 1280. A 1080p mall
-    front (MOT16-09) scores 0.86 at 640, 0.80 at 800, 0.91 at 960; a VGA campus (TUD-Campus) 0.85
+    front (MOT16-09) scores 0.86 at 640, 0.80 at 800, 0.91 at 960, 0.82 at 1280; a VGA campus (TUD-Campus) 0.85
     at 640, 0.92 at 800, 0.85 at 960 and 0.77 at 1280. Above 960 nothing improved, and below the
     model's training size (640) people of small streams are upscaled to it. So: native resolution
     where it lies in between, else the nearest bound. Cost grows with the pixels: a 1080p camera
