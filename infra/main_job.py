@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         publish_configs(settings, config)  # the worker learns the camera's line from the config topic
         source = Child(
             "grabber",
-            [PY, "-m", "streams", "run", "--config", str(config), "--no-lease", "--imgsz", "320"],
+            [PY, "-m", "streams", "run", "--config", str(config), "--no-lease"],  # the camera defaults
             logs / "grabber.log",
         )
     else:
@@ -222,7 +222,9 @@ Counts so far are printed every {args.report_every:.0f} s; Ctrl-C stops.
 
 
 def report(settings: Settings, camera_prefix: str, since: float, truth: Path, final: bool = False) -> None:
-    db = counts_so_far(settings, camera_prefix, since - 3600)
+    # only this run's crossings: every source stamps frames with the wall clock when it captures
+    # them, after ``since``; an earlier run of the same camera ids is not counted again
+    db = counts_so_far(settings, camera_prefix, since)
     line = f"{'final' if final else 'so far'}: crossings in the database in={db.get('in', 0)} out={db.get('out', 0)}"
     if "error" in db:
         line = f"database not answering: {db['error']}"
@@ -240,7 +242,8 @@ def _redacted_db(settings: Settings) -> str:
 
 
 def source_config(source: str, camera_id: str) -> dict:
-    """A one-camera config for a video file or URL: one counting line down the middle of the frame."""
+    """A one-camera config for a video file or URL: one counting line down the middle of the frame,
+    the detection settings a camera gets by default (no ``detection``: bench/accuracy.py's choice)."""
     width, height = _frame_size(source)
     protocol = "rtsp" if source.startswith("rtsp") else "http" if source.startswith("http") else "file"
     url = source if protocol != "file" else str(Path(source).resolve())
@@ -250,7 +253,6 @@ def source_config(source: str, camera_id: str) -> dict:
                 "camera_id": camera_id,
                 "name": f"{camera_id} ({protocol})",
                 "stream": {"protocol": protocol, "url": url, "target_fps": 10},
-                "detection": {"imgsz": 320, "confidence": 0.3},
                 "lines": [{"line_id": "middle", "start": [width / 2, height], "end": [width / 2, 0]}],
             }
         ]
