@@ -412,7 +412,9 @@ def explain(seq: Sequence, run: Run, truth: list[tuple[int, str, str, int]]) -> 
         for p in set(person_of(tid, ef - window, ef)):
             counted_people[(p, line, d)].append(ef)
     for tid, line, d, ef in extra:
-        people = [p for p in person_of(tid, ef - 2 * window, ef + window) if p is not None]
+        before = Counter(person_of(tid, ef - 2 * window, ef - 1)).most_common(1)
+        after = Counter(person_of(tid, ef, ef + window)).most_common(1)
+        people = [c[0][0] for c in (before, after) if c]  # whom the track mostly followed either side
         if not people:
             cause = "false or merged box"
         elif len(set(people)) > 1:
