@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from models.records import PARAM_CLASSES, param_fields
+from models.records import PARAM_CLASSES, DetectionSettings, param_fields
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
 WireId = Annotated[str, Field(pattern=ID_PATTERN, examples=["cam-1"])]
@@ -69,7 +69,7 @@ class DetectionIn(_Body):
     imgsz: Annotated[int, Field(ge=32, le=4096)] | None = Field(
         default=None, description="Inference size; null = derived from the stream's frame size."
     )
-    confidence: Annotated[float, Field(gt=0, le=1)] = 0.3
+    confidence: Annotated[float, Field(gt=0, le=1)] = DetectionSettings().confidence  # one default, the record's
     nms_iou: Annotated[float, Field(gt=0, le=1)] | None = Field(
         default=None, description="Non-maximum suppression IoU; null = the grabber's default (--nms-iou)."
     )
