@@ -47,7 +47,6 @@ Grid keys: ``imgsz`` (a number or ``auto``, the stream-size rule), ``nms_iou``, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import inspect
 import itertools
@@ -67,9 +66,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.camera import CameraParams, CameraState, Frame, process_frame  # noqa: E402
-from core.counting import CountingParams, Scene  # noqa: E402
+from core.counting import Scene  # noqa: E402
 from core.geometry import iou_matrix  # noqa: E402
-from core.tracking import TrackerParams  # noqa: E402
 
 ASSETS = ROOT.parent / "shared" / "assets"
 CACHE = ROOT / ".local" / "cache" / "accuracy"
@@ -431,33 +429,20 @@ def explain(seq: Sequence, run: Run, truth: list[tuple[int, str, str, int]]) -> 
 
 
 def split_setting(setting: dict[str, Any]) -> tuple[dict[str, Any], CameraParams]:
-    """Detection settings (with defaults) and the camera params of one grid point."""
-    from models.records import DetectionSettings
+    """Detection settings (with defaults) and the camera params of one grid point: the tracking
+    keys go through ``TrackingSettings``, as a camera's ``tracking`` config does."""
+    from models.base import SchemaError, parse
+    from models.records import DetectionSettings, TrackingSettings
     from streams.detector import NMS_IOU
 
     camera = DetectionSettings()  # what a camera whose config says nothing gets
-    det = {
-        "imgsz": getattr(camera, "imgsz", None) or "auto",
-        "nms_iou": getattr(camera, "nms_iou", None) or NMS_IOU,
-        "confidence": camera.confidence,
-    }
-    tracker, counting = {}, {}
-    tracker_fields = {f.name for f in dataclasses.fields(TrackerParams)}
-    counting_fields = {f.name for f in dataclasses.fields(CountingParams)}
-    for key, value in setting.items():
-        if key in DETECTION_KEYS:
-            det[key] = value
-        elif key in tracker_fields:
-            tracker[key] = value
-        elif key in counting_fields:
-            counting[key] = value
-        else:
-            raise SystemExit(f"unknown grid key {key!r}: use {DETECTION_KEYS}, TrackerParams or CountingParams fields")
-    defaults = CameraParams()
-    return det, CameraParams(
-        tracker=dataclasses.replace(defaults.tracker, **tracker),
-        counting=dataclasses.replace(defaults.counting, **counting),
-    )
+    det = {"imgsz": camera.imgsz or "auto", "nms_iou": camera.nms_iou or NMS_IOU, "confidence": camera.confidence}
+    det.update((k, v) for k, v in setting.items() if k in DETECTION_KEYS)
+    tracking = {k: v for k, v in setting.items() if k not in DETECTION_KEYS}
+    try:
+        return det, parse(TrackingSettings, tracking).camera_params()
+    except SchemaError as exc:
+        raise SystemExit(f"grid: {exc} (keys: {DETECTION_KEYS}, TrackerParams or CountingParams fields)") from exc
 
 
 def parse_value(text: str) -> Any:
