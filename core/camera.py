@@ -72,6 +72,7 @@ from core.counting import (
     moved,
     update_lines,
     update_zones,
+    zone_event,
 )
 from core.tracking import DEFAULT_PARAMS, TrackerParams, TrackerState, step
 
@@ -316,18 +317,7 @@ def reset_tracks(
             for j, zone_id in enumerate(zones.zone_ids):
                 if zones.inside[i, j] == 1 and zone_id in scene.zone_ids:
                     dwell = max(last_seen - float(zones.entered_at[i, j]), 0.0)
-                    exits.append(
-                        ZoneTransition(
-                            event_id=f"{frame.camera_id}:{zone_id}:{track.track_id}:exit:{seq}",
-                            camera_id=frame.camera_id,
-                            zone_id=zone_id,
-                            track_id=track.track_id,
-                            kind="exit",
-                            frame_seq=seq,
-                            occurred_at=t,
-                            dwell_s=dwell if dwell == dwell else None,
-                        )
-                    )
+                    exits.append(zone_event(frame.camera_id, zone_id, track.track_id, "exit", seq, t, dwell))
     n_lines, n_zones = len(state.lines.line_ids), len(zones.zone_ids)
     empty = CameraState(
         tracker=TrackerState(next_id=tracker.next_id, last_time=tracker.last_time),

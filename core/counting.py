@@ -75,6 +75,7 @@ __all__ = [
     "ZoneState",
     "Crossing",
     "ZoneTransition",
+    "zone_event",
     "ZoneOccupancy",
     "update_lines",
     "crossing_decision",
@@ -661,7 +662,7 @@ def update_zones(
             if i < len(old_inside):
                 for j in (old_inside[i] == 1).nonzero()[0]:
                     dwell = max(last_seen - float(old_entered[i, j]), 0.0)
-                    events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
+                    events.append(zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
 
     if np.count_nonzero(tracks.matched):
         idx, x, y, band, confirmed = motion or moved(tracks, params)  # tentative tracks are in no zone
@@ -688,11 +689,11 @@ def update_zones(
                 if now_in[i, j]:
                     inside[col, j] = 1
                     entered[col, j] = t
-                    events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "enter", frame_seq, t))
+                    events.append(zone_event(camera_id, scene.zone_ids[j], track_id, "enter", frame_seq, t))
                 else:
                     if zin[i, j] == 1:
                         dwell = max(t - float(entered[col, j]), 0.0)
-                        events.append(_zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
+                        events.append(zone_event(camera_id, scene.zone_ids[j], track_id, "exit", frame_seq, t, dwell))
                     inside[col, j] = -1
                     entered[col, j] = np.nan
 
@@ -709,9 +710,10 @@ def update_zones(
     return ZoneState(scene.zone_ids, inside, entered), events, occupancy
 
 
-def _zone_event(
+def zone_event(
     camera_id: str, zone_id: str, track_id: int, kind: str, frame_seq: int, t: float, dwell: float | None = None
 ) -> ZoneTransition:
+    """One zone ``enter``/``exit`` event with its deterministic id (a NaN dwell is no dwell)."""
     return ZoneTransition(
         event_id=f"{camera_id}:{zone_id}:{track_id}:{kind}:{frame_seq}",
         camera_id=camera_id,
