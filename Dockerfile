@@ -19,7 +19,9 @@ WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 
-RUN useradd --system --uid 10001 --home-dir /app footfall
+# .local/spool: the grabbers' store-and-forward spool (a volume in docker-compose.yml), theirs to write.
+RUN useradd --system --uid 10001 --home-dir /app footfall \
+    && mkdir -p /app/.local/spool && chown -R footfall /app/.local
 USER footfall
 
 CMD ["python", "-m", "api"]

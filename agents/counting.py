@@ -109,6 +109,7 @@ class Counter:
         self.dead_letters = 0
         self.flushes = 0
         self.state_writes = 0
+        self.resent = 0
         self.last_flush_at: float | None = None
 
     # ------------------------------------------------------------------ frames
@@ -162,9 +163,9 @@ class Counter:
         self.send_unsent(rt)
         return rt
 
-    def send_unsent(self, rt: st.CameraRuntime) -> None:
-        """Send the outbox entries not sent by this process yet (a suffix of the outbox)."""
-        entries = st.unsent(rt)
+    def send_unsent(self, rt: st.CameraRuntime, entries: list[st.OutboxEntry] | None = None) -> None:
+        """Send the outbox entries not sent by this process yet (a suffix of the outbox), or ``entries``."""
+        entries = st.unsent(rt) if entries is None else entries
         if entries:
             key = rt.camera_id.encode()
             for entry in entries:
@@ -222,6 +223,7 @@ class Counter:
         now = time.time() if now is None else now
         written = 0
         for rt in self.cameras.values():
+            self.resend_failed(rt)
             if not rt.dirty:
                 continue
             st.window_outputs(rt, now, WINDOWING)
@@ -229,7 +231,7 @@ class Counter:
             st.prune_delivered(rt)
             key, value = rt.camera_id.encode(), st.encode(rt)
             camera_states.data[key] = value
-            camera_states.send_changelog(rt.partition, key, value)
+            rt.state_future = camera_states.send_changelog(rt.partition, key, value)
             rt.dirty = False
             written += 1
         pending, self.pending = self.pending, []
@@ -239,6 +241,20 @@ class Counter:
         self.state_writes += written
         self.last_flush_at = now
         return written
+
+    def resend_failed(self, rt: st.CameraRuntime) -> None:
+        """A broker outage longer than Faust's ``producer_request_timeout`` (20 min by default) fails
+        sends: outputs whose send failed go again, and a state whose changelog record failed is
+        written again (its camera is marked changed)."""
+        entries = st.failed(rt)
+        if entries:
+            self.resent += len(entries)
+            log.warning("camera %s: sending %d outputs again (their first send failed)", rt.camera_id, len(entries))
+            self.send_unsent(rt, entries)
+        fut = rt.state_future  # a FutureMessage: an asyncio future
+        if fut is not None and fut.done() and (fut.cancelled() or fut.exception() is not None):
+            rt.state_future = None
+            rt.dirty = True
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
         """Forget the live runtimes of cameras on ``partitions`` (after a flush); they are reloaded
@@ -257,6 +273,7 @@ class Counter:
             "dead_letters": self.dead_letters,
             "flushes": self.flushes,
             "state_writes": self.state_writes,
+            "resent": self.resent,
             "pending_acks": len(self.pending),
             "cameras": len(self.cameras),
         }

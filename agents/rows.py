@@ -170,6 +170,9 @@ def _stream_stats(s: StreamStats) -> Row:
         s.model_name,
         s.model_version,
         s.last_error,
+        s.spooled_messages,
+        s.spool_oldest_age_s,
+        s.spool_dropped,
     )
 
 
@@ -302,6 +305,9 @@ STREAM_STATS = TableSpec(
         C("model_name", "text"),
         C("model_version", "text"),
         C("last_error", "text"),
+        C("spooled_messages", "int8"),  # 005: store and forward
+        C("spool_oldest_age_s", "float4"),
+        C("spool_dropped", "int8"),
     ),
     row=_stream_stats,
 )

@@ -82,6 +82,7 @@ __all__ = [
     "step",
     "window_outputs",
     "unsent",
+    "failed",
     "prune_delivered",
     "encode",
     "decode",
@@ -135,6 +136,13 @@ class OutboxEntry:
         f = self.future
         return f is not None and f.done() and not f.cancelled() and f.exception() is None
 
+    @property
+    def failed(self) -> bool:
+        """The producer gave up on it (e.g. Faust's ``producer_request_timeout`` in a long broker
+        outage): it must be sent again."""
+        f = self.future
+        return f is not None and f.done() and (f.cancelled() or f.exception() is not None)
+
 
 @dataclass(slots=True)
 class CameraRuntime:
@@ -149,6 +157,7 @@ class CameraRuntime:
     dirty: bool = False
     last_processed_at: float | None = None
     too_late: int = 0  # crossings whose window had already closed (not counted in windows)
+    state_future: Any = None  # delivery of the last changelog record of this state (not persisted)
 
     def queue(self, topic: str, record: WireRecord) -> OutboxEntry:
         entry = OutboxEntry(topic, record.to_json())
@@ -395,6 +404,11 @@ def unsent(rt: CameraRuntime) -> list[OutboxEntry]:
     while i > 0 and outbox[i - 1].future is None:
         i -= 1
     return outbox[i:]
+
+
+def failed(rt: CameraRuntime) -> list[OutboxEntry]:
+    """Outbox entries whose send failed; the caller sends them again (same records, same ids)."""
+    return [e for e in rt.outbox if e.failed]
 
 
 def prune_delivered(rt: CameraRuntime) -> int:

@@ -108,7 +108,7 @@ def camera_summary(rt: st.CameraRuntime, now: float | None = None) -> dict[str, 
         "partition": rt.partition,
         "last_frame_seq": rt.state.last_frame_seq,
         "last_frame_time": last,
-        "lag_s": None if last is None else round(now - last, 3),
+        "lag_s": lag_s(rt, now),
         "processing_lag_s": (
             None if last is None or rt.last_processed_at is None else round(rt.last_processed_at - last, 3)
         ),
@@ -118,6 +118,14 @@ def camera_summary(rt: st.CameraRuntime, now: float | None = None) -> dict[str, 
         "tracks": len(rt.state.tracker),
         "outbox": len(rt.outbox),
     }
+
+
+def lag_s(rt: st.CameraRuntime, now: float | None = None) -> float | None:
+    """How far behind the camera is: now - capture time of its newest frame counted. Minutes after
+    a broker outage while its grabber's spool is being delivered; the counts are complete up to
+    the capture time of that frame."""
+    last = rt.state.last_frame_time
+    return None if last is None else round((time.time() if now is None else now) - last, 3)
 
 
 def counts_view(rt: st.CameraRuntime, at: float | None = None) -> dict[str, Any]:
@@ -137,6 +145,7 @@ def counts_view(rt: st.CameraRuntime, at: float | None = None) -> dict[str, Any]
         },
         "rolling": {"start": roll_end - WINDOWING.rolling_s, "end": roll_end, "counts": _rolling(rt, roll_end)},
         "watermark": None if rt.windows.max_event_time is None else rt.windows.max_event_time - WINDOWING.grace_s,
+        "as_of": rt.state.last_frame_time,  # counts are complete up to this capture time (lag: now - as_of)
     }
 
 
@@ -157,7 +166,7 @@ def occupancy_view(rt: st.CameraRuntime) -> dict[str, Any]:
                 "at": rt.state.last_frame_time,
             }
         )
-    return {"camera_id": rt.camera_id, "zones": zones}
+    return {"camera_id": rt.camera_id, "zones": zones, "lag_s": lag_s(rt)}
 
 
 @app.page("/footfall/cameras/")

@@ -148,6 +148,12 @@ class StreamStats(WireRecord):
     model_name: str | None = None
     model_version: str | None = None
     last_error: str | None = None
+    # Store and forward (streams/spool.py): this camera's messages waiting in the grabber's spool
+    # (not in Kafka yet), the age of the oldest of them at ``at``, and how many a spool bound
+    # (bytes, age) dropped since the grabber started.
+    spooled_messages: int = 0
+    spool_oldest_age_s: float | None = None
+    spool_dropped: int = 0
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
@@ -155,6 +161,9 @@ class StreamStats(WireRecord):
         _check_choice(self, "status", STREAM_STATUSES)
         _check_nonneg(
             self,
+            "spooled_messages",
+            "spool_oldest_age_s",
+            "spool_dropped",
             "window_s",
             "input_fps",
             "processed_fps",

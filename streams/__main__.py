@@ -17,6 +17,7 @@ import threading
 
 from core.settings import get_settings
 from streams.detector import NMS_IOU
+from streams.spool_options import add_spool_arguments
 
 log = logging.getLogger("streams")
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--redis-url", default=None, help="default: settings.redis.url")
     run.add_argument("--duration", type=float, help="stop after this many seconds (benchmarks, tests)")
     run.add_argument("--log-level", default=settings.log_level)
+    add_spool_arguments(run)
 
     sub.add_parser("simulate", help="publish simulated detections (streams.simulate_cli)", add_help=False)
     return parser
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     from streams.health import GrabberMetrics
     from streams.lease import LeaseKeeper, LocalLeases, RedisLeases
     from streams.publisher import KafkaPublisher
+    from streams.spool import SpoolLocked
+    from streams.spool_options import spool_from_args
 
     settings = get_settings()
     try:
@@ -133,8 +137,17 @@ def run(args: argparse.Namespace) -> int:
         FrameDetections: args.detections_topic or topic_name(args.topic_prefix, "detections"),
         StreamStats: args.stats_topic or topic_name(args.topic_prefix, "stream-stats"),
     }
+    try:
+        spool = spool_from_args(args, f"grabber-{args.topic_prefix}", settings.local_dir)
+    except (SpoolLocked, OSError, ValueError) as exc:
+        log.error("spool: %s", exc)
+        return 2
     publisher = KafkaPublisher(
-        args.bootstrap, topics, client_id=f"footfall-grabber-{args.grabber_id}", headers={"grabber_id": args.grabber_id}
+        args.bootstrap,
+        topics,
+        client_id=f"footfall-grabber-{args.grabber_id}",
+        headers={"grabber_id": args.grabber_id},
+        spool=spool,
     )
     metrics = GrabberMetrics()
     server = metrics.serve(args.metrics_host, args.metrics_port) if args.metrics_port else None

@@ -88,6 +88,7 @@ class CameraRuntime:
     base: CaptureCounters = field(default_factory=CaptureCounters)  # totals of earlier readers (config changes)
     last_tick: CaptureCounters = field(default_factory=CaptureCounters)
     lost_seen: int = 0
+    spool_dropped_seen: int = 0
     revoked: bool = False
     inference_error: str | None = None  # the last detector failure, until a call succeeds again
     status: str = "offline"
@@ -349,6 +350,8 @@ class Grabber:
             rt.reader.check(now)
         if now >= self._next_tick:
             self._next_tick = now + self.options.stats_interval_s
+            totals = self.publisher.spool_totals()
+            self.metrics.set_spool_bytes(totals.memory_bytes, totals.disk_bytes)
             for rt in cams:
                 if not rt.revoked:
                     self._publish_stats(rt, now)
@@ -365,6 +368,13 @@ class Grabber:
             connected_s = min(window_s, now_mono - reader.connected_since)
         lost_now = self.publisher.stats.lost_by_key.get(rt.camera_id, 0)
         failing = self.publisher.failing()
+        now = time.time()
+        spool = self.publisher.spool_stats(rt.camera_id)
+        spool_age = None if spool.oldest_ts is None else round(max(0.0, now - spool.oldest_ts), 3)
+        publish_error = self.publisher.stats.last_error
+        if spool.waiting:
+            spooled = f"{spool.waiting} messages spooled (oldest {spool_age or 0:.0f} s)"
+            publish_error = f"{publish_error}; {spooled}" if publish_error else spooled
         status, reason = stream_status(
             StatusInputs(
                 connected=reader.connected,
@@ -376,7 +386,7 @@ class Grabber:
                 wanted_frames=delta.wanted_frames,
                 dropped_frames=delta.dropped_frames,
                 publish_failing=failing,
-                publish_error=self.publisher.stats.last_error,
+                publish_error=publish_error,
             ),
             rt.config.thresholds or DEFAULT_THRESHOLDS,
         )
@@ -388,7 +398,7 @@ class Grabber:
         stats = StreamStats(
             camera_id=rt.camera_id,
             grabber_id=self.options.grabber_id,
-            at=time.time(),
+            at=now,
             status=status,
             window_s=round(window_s, 3),
             input_fps=round(delta.input_frames / window_s, 2),
@@ -405,8 +415,13 @@ class Grabber:
             model_name=rt.model_name,
             model_version=rt.model_version,
             last_error=last_error[:500] if last_error else None,
+            spooled_messages=spool.waiting,
+            spool_oldest_age_s=spool_age,
+            spool_dropped=spool.dropped,
         )
         m, cid = self.metrics, rt.camera_id
+        m.set_spool(cid, spool.waiting, spool_age, max(0, spool.dropped - rt.spool_dropped_seen))
+        rt.spool_dropped_seen = spool.dropped
         m.frames_input.labels(cid).inc(delta.input_frames)
         m.frames_dropped.labels(cid).inc(delta.dropped_frames)
         m.decode_errors.labels(cid).inc(delta.decode_errors)
@@ -434,7 +449,7 @@ class Grabber:
             cids = list(self.cameras)
         for cid in cids:
             self._stop_camera(cid, "shutting down")
-        remaining = self.publisher.flush(flush_s)
+        remaining = self.publisher.close(flush_s)  # what is left stays in the spool for the next start
         if remaining:
             log.warning("%d messages were not delivered before shutdown", remaining)
         self.leases.stop(release=True)

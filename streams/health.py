@@ -140,6 +140,19 @@ class GrabberMetrics:
             "footfall_grabber_status", "1 for the camera's current status", [*cam, "status"], registry=r
         )
         self.lease_held = Gauge("footfall_grabber_lease_held", "1 while this grabber owns the camera", cam, registry=r)
+        # store and forward (streams/spool.py): what waits for the broker, per camera and in all
+        self.spool_messages = Gauge(
+            "footfall_grabber_spool_messages", "Messages waiting in the spool (not in Kafka yet)", cam, registry=r
+        )
+        self.spool_oldest_age = Gauge(
+            "footfall_grabber_spool_oldest_age_seconds", "Age of the oldest spooled message (0: none)", cam, registry=r
+        )
+        self.spool_dropped = Counter(
+            "footfall_grabber_spool_dropped", "Spooled messages dropped by a bound (oldest first)", cam, registry=r
+        )
+        self.spool_bytes = Gauge(
+            "footfall_grabber_spool_bytes", "Bytes waiting in the spool, by tier", ["tier"], registry=r
+        )
         buckets = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0)
         self.inference_seconds = Histogram(
             "footfall_grabber_inference_seconds", "Detector call duration per frame", cam, buckets=buckets, registry=r
@@ -156,6 +169,16 @@ class GrabberMetrics:
         for s in self.STATUSES:
             self.status.labels(camera_id, s).set(1.0 if s == status else 0.0)
 
+    def set_spool(self, camera_id: str, waiting: int, oldest_age_s: float | None, dropped_new: int) -> None:
+        """A camera's spool figures at a stats tick (``dropped_new``: drops since the last tick)."""
+        self.spool_messages.labels(camera_id).set(waiting)
+        self.spool_oldest_age.labels(camera_id).set(oldest_age_s or 0.0)
+        self.spool_dropped.labels(camera_id).inc(dropped_new)
+
+    def set_spool_bytes(self, memory: int, disk: int) -> None:
+        self.spool_bytes.labels("memory").set(memory)
+        self.spool_bytes.labels("disk").set(disk)
+
     def forget(self, camera_id: str) -> None:
         """Drop a camera's series (it moved to another grabber or was removed)."""
         for metric in (
@@ -168,6 +191,9 @@ class GrabberMetrics:
             self.input_fps,
             self.processed_fps,
             self.lease_held,
+            self.spool_messages,
+            self.spool_oldest_age,
+            self.spool_dropped,
             self.inference_seconds,
             self.latency_seconds,
         ):

@@ -1,21 +1,32 @@
-"""Publishing wire records to Kafka: idempotent, compressed, bounded, never blocking the caller.
+"""Publishing wire records to Kafka with store and forward: idempotent, ordered, never blocking.
 
 Also used by the simulator, so it imports nothing heavier than confluent-kafka.
 
-When the broker is unreachable, librdkafka queues messages locally up to
-``queue.buffering.max.messages`` / ``max.kbytes``; messages older than ``message.timeout.ms`` fail
-(counted as ``failed``), which frees room for newer ones, and when the queue is full
-:meth:`KafkaPublisher.publish` drops the record (``BufferError``, counted as ``dropped``) instead of
-blocking. So a grabber keeps running with a bounded backlog of its newest state and resumes on its
-own when the broker returns. :meth:`KafkaPublisher.failing` says whether publishing is currently
-failing, for the camera status.
+Every message goes through one path: while nothing is waiting and fewer than ``max_messages`` are
+with librdkafka (unacknowledged), it is produced at once; otherwise it waits in the
+:class:`~streams.spool.Spool` (memory, then the on-disk spool) and :meth:`KafkaPublisher.poll`
+hands the oldest waiting messages to librdkafka as acknowledgements free room. So messages reach
+librdkafka in the order they were published, and librdkafka's idempotent producer
+(``enable.idempotence``: ``acks=all``, at most 5 requests in flight, sequence numbers) keeps that
+order within each partition and never writes a retried message twice. Messages do not expire
+(``message.timeout.ms=0``): librdkafka retries them until the broker is back.
+
+While the broker is unreachable (``_ALL_BROKERS_DOWN``, or nothing acknowledged for ``stall_s``
+with messages outstanding) only ``down_window`` messages stay with librdkafka, which probe for the
+broker's return; everything else waits in the spool, where a stopped (or killed) process leaves it
+for the next one (:meth:`KafkaPublisher.close`). When the broker returns, the spool is delivered
+oldest first, before anything published since. A bound of the spool drops the oldest messages,
+counted per key (``spool_stats``) and logged.
+
+:meth:`KafkaPublisher.failing` says whether publishing is currently failing, for the camera status.
 
 >>> pub = KafkaPublisher("127.0.0.1:9092", {StreamStats: "t.stats"})  # doctest: +SKIP
->>> pub.publish(stats); pub.poll(); pub.flush(5)  # doctest: +SKIP
+>>> pub.publish(stats); pub.poll(); pub.close(5)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -26,11 +37,35 @@ from typing import Any
 from models.base import WireRecord
 from models.records import FrameDetections, StreamStats
 from models.topics import topic_name
+from streams.spool import Item, KeyStats, Spool, SpoolConfig, SpoolTotals
 
 log = logging.getLogger(__name__)
 
+
+class _Throttle(logging.Filter):
+    """librdkafka logs every failed connection attempt (about one a second per broker while it is
+    down): pass one record per facility and level every ``every_s``."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last: dict[tuple, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.args[0] if isinstance(record.args, tuple) and record.args else record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.every_s) < self.every_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+_rdkafka_log = logging.getLogger("streams.kafka")
+_rdkafka_log.addFilter(_Throttle())
+
 # Broker-level errors that mean "cannot reach the cluster right now".
 _UNREACHABLE = ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_TIMED_OUT")
+_PURGED = ("_PURGE_QUEUE", "_PURGE_INFLIGHT")
 
 
 def default_topics(prefix: str) -> dict[type[WireRecord], str]:
@@ -42,8 +77,9 @@ def default_topics(prefix: str) -> dict[type[WireRecord], str]:
 class PublisherStats:
     queued: int = 0  # handed to librdkafka
     delivered: int = 0  # acknowledged by the broker (acks=all)
-    failed: int = 0  # delivery reports with an error (e.g. message timeout while the broker was down)
-    dropped: int = 0  # refused at publish time: local queue full (BufferError) or producer broken
+    failed: int = 0  # delivery reports with a permanent error (e.g. message too large, unknown topic)
+    dropped: int = 0  # dropped by a bound of the spool (oldest first)
+    returned: int = 0  # taken back from librdkafka into the spool (stopping, or a fatal producer error)
     last_error: str | None = None
     last_error_at: float | None = None  # epoch seconds
     # per key (camera_id): dropped + failed
@@ -51,14 +87,16 @@ class PublisherStats:
 
     @property
     def in_flight(self) -> int:
-        return self.queued - self.delivered - self.failed
+        return self.queued - self.delivered - self.failed - self.returned
 
 
 class KafkaPublisher:
-    """A small, thread-safe facade over a confluent-kafka ``Producer`` for wire records.
+    """A small facade over a confluent-kafka ``Producer`` for wire records, with a spool.
 
     ``topics`` maps record types to topic names; records are keyed by ``camera_id`` unless a key is
-    given. ``headers`` go on every message (e.g. the grabber id)."""
+    given. ``headers`` go on every message (e.g. the grabber id). ``spool`` is a :class:`Spool` or
+    its :class:`SpoolConfig` (default: memory only). Call :meth:`poll` often and :meth:`close` at
+    the end; publishing and polling happen on one thread."""
 
     def __init__(
         self,
@@ -70,20 +108,28 @@ class KafkaPublisher:
         compression: str = "lz4",
         max_messages: int = 20_000,
         max_kbytes: int = 64 * 1024,
-        message_timeout_ms: int = 30_000,
+        message_timeout_ms: int = 0,
         linger_ms: int = 5,
         stall_s: float = 5.0,
+        down_window: int = 100,
+        spool: Spool | SpoolConfig | None = None,
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.topics = dict(topics)
         self.headers = [(k, v.encode()) for k, v in (headers or {}).items()]
         self.stall_s = stall_s
+        self.window = max_messages
+        self.down_window = min(down_window, max_messages)
+        self.spool = spool if isinstance(spool, Spool) else Spool(spool or SpoolConfig())
         self.stats = PublisherStats()
         self._lock = threading.Lock()
         self._brokers_down = False
         self._last_delivery_mono = time.monotonic()
         self._last_error_mono = 0.0
+        self._outage_since: float | None = None  # when the broker became unreachable (logged once)
         self._fatal = False
+        self._purged: list[Item] = []
+        self._dropped_seen: dict[str | None, int] = {}
         self._config = {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
@@ -91,12 +137,12 @@ class KafkaPublisher:
             "acks": "all",
             "compression.type": compression,
             "linger.ms": linger_ms,
-            "queue.buffering.max.messages": max_messages,
+            "queue.buffering.max.messages": max_messages + 1000,
             "queue.buffering.max.kbytes": max_kbytes,
             "message.timeout.ms": message_timeout_ms,
             "reconnect.backoff.max.ms": 2000,
             "error_cb": self._on_error,
-            "logger": logging.getLogger("streams.kafka"),  # librdkafka's logs through Python logging
+            "logger": _rdkafka_log,  # librdkafka's logs through Python logging (throttled)
             **dict(extra_config or {}),
         }
         self._producer = self._new_producer()
@@ -109,7 +155,7 @@ class KafkaPublisher:
     # ------------------------------------------------------------------ publishing
 
     def publish(self, record: WireRecord, *, topic: str | None = None, key: str | None = None) -> bool:
-        """Queue ``record``; False (and counted as dropped) when it cannot be queued. Never blocks."""
+        """Queue ``record`` (to librdkafka or the spool). Never blocks; True when queued."""
         topic = topic or self.topics.get(type(record))
         if topic is None:
             raise KeyError(f"no topic configured for {type(record).__name__}")
@@ -118,36 +164,72 @@ class KafkaPublisher:
         return self.publish_raw(topic, key, record.to_json())
 
     def publish_raw(self, topic: str, key: str | None, value: bytes | None) -> bool:
-        try:
-            self._producer.produce(
-                topic,
-                value=value,
-                key=key.encode() if key is not None else None,
-                headers=self.headers or None,
-                on_delivery=self._on_delivery,
-            )
-        except BufferError:
-            self._lost(key, "local queue full (broker unreachable or too slow); message dropped")
-            self._producer.poll(0)
-            return False
-        except Exception as exc:  # KafkaException: fatal producer state; rebuild on the next call
-            self._lost(key, f"produce failed: {exc}")
-            self._recreate_if_fatal()
-            return False
-        with self._lock:
-            self.stats.queued += 1
+        if self._fatal:
+            self._recreate()
+        spool = self.spool
+        if spool.waiting == 0 and self.stats.in_flight < self._window():
+            item = spool.track(topic, key, value)
+            if not self._produce(item):
+                spool.requeue([item])
+            return True
+        spool.put(topic, key, value)
         return True
 
     def poll(self, timeout: float = 0.0) -> int:
-        """Serve delivery reports and error callbacks; call often."""
-        return self._producer.poll(timeout)
+        """Serve delivery reports, hand waiting messages to librdkafka, keep the spool; call often."""
+        n = self._producer.poll(timeout)
+        self._pump()
+        self.spool.maintain()
+        self._count_drops()
+        return n
 
     def flush(self, timeout: float = 10.0) -> int:
-        """Wait for outstanding messages; returns how many are still undelivered."""
-        return self._producer.flush(timeout)
+        """Deliver everything (the spool included) within ``timeout``; returns how many are left."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump()
+            left = len(self)
+            if left == 0 or time.monotonic() >= deadline:
+                self._count_drops()
+                return left
+            self._producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
+            self.spool.maintain()
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Deliver what is left within ``timeout`` (less while the broker is down and the spool is on
+        disk: waiting is pointless then); keep the rest in the spool for the next start. Returns the
+        number of messages left undelivered (kept on disk, or lost without a spool directory)."""
+        deadline = time.monotonic() + timeout
+        while len(self) and time.monotonic() < deadline:
+            stalled = time.monotonic() - self._last_delivery_mono > self.stall_s
+            if self.spool.on_disk and stalled and self.failing():
+                break
+            self.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+        left = len(self)
+        if self.stats.in_flight:
+            self._take_back(self._producer)
+        kept = self.spool.close(self._purged)
+        self._purged = []
+        self._count_drops()
+        if left and kept:
+            log.warning(
+                "%d message(s) not delivered: kept in the spool %s for the next start", kept, self.spool.directory
+            )
+        elif left:
+            log.error("%d message(s) not delivered and lost (no spool directory)", left)
+        return left
 
     def __len__(self) -> int:
-        return len(self._producer)
+        """Messages not delivered yet: with librdkafka or waiting in the spool."""
+        return self.stats.in_flight + self.spool.waiting
+
+    def spool_stats(self, key: str) -> KeyStats:
+        """A key's (camera's) messages waiting in the spool, the put time of the oldest, and how many
+        a spool bound dropped."""
+        return self.spool.stats(key)
+
+    def spool_totals(self) -> SpoolTotals:
+        return self.spool.totals()
 
     # ------------------------------------------------------------------ health
 
@@ -161,44 +243,122 @@ class KafkaPublisher:
                 return True
             return self._last_error_mono > self._last_delivery_mono
 
-    # ------------------------------------------------------------------ callbacks
+    # ------------------------------------------------------------------ internals
 
-    def _lost(self, key: str | None, reason: str) -> None:
+    def _window(self) -> int:
+        """How many messages librdkafka may hold: few while the broker is away."""
         with self._lock:
-            self.stats.dropped += 1
-            self._note_error(reason)
-            if key is not None:
-                self.stats.lost_by_key[key] = self.stats.lost_by_key.get(key, 0) + 1
+            stalled = self.stats.in_flight > 0 and time.monotonic() - self._last_delivery_mono > self.stall_s
+            return self.down_window if self._brokers_down or stalled else self.window
+
+    def _produce(self, item: Item) -> bool:
+        try:
+            self._producer.produce(
+                item.topic,
+                value=item.value,
+                key=None if item.key is None else item.key.encode(),
+                headers=self.headers or None,
+                on_delivery=functools.partial(self._on_delivery, item),
+            )
+        except BufferError:
+            return False
+        except Exception as exc:  # KafkaException: fatal producer state; rebuilt on the next call
+            with self._lock:
+                self._note_error(f"produce failed: {exc}")
+            return False
+        with self._lock:
+            self.stats.queued += 1
+        return True
+
+    def _pump(self) -> None:
+        """Hand the oldest waiting messages to librdkafka while the window has room."""
+        spool = self.spool
+        if not spool.waiting:
+            return
+        if self._fatal:
+            self._recreate()
+        window = self._window()
+        while self.stats.in_flight < window:
+            item = spool.take()
+            if item is None:
+                return
+            if not self._produce(item):
+                spool.requeue([item])
+                return
+
+    def _take_back(self, producer) -> None:
+        """Purge librdkafka's queue; the purged messages come back through their delivery reports."""
+        producer.purge(in_queue=True, in_flight=True)
+        deadline = time.monotonic() + 5.0
+        while self.stats.in_flight > 0 and time.monotonic() < deadline:
+            producer.poll(0.05)
+
+    def _count_drops(self) -> None:
+        for key, n in self.spool.dropped.items():
+            new = n - self._dropped_seen.get(key, 0)
+            if new:
+                self._dropped_seen[key] = n
+                with self._lock:
+                    self.stats.dropped += new
+                    if key is not None:
+                        self.stats.lost_by_key[key] = self.stats.lost_by_key.get(key, 0) + new
 
     def _note_error(self, reason: str) -> None:
         self.stats.last_error = reason
         self.stats.last_error_at = time.time()
         self._last_error_mono = time.monotonic()
 
-    def _on_delivery(self, err, msg) -> None:
-        with self._lock:
-            if err is None:
+    def _on_delivery(self, item: Item, err, _msg) -> None:
+        if err is None:
+            with self._lock:
                 self.stats.delivered += 1
                 self._last_delivery_mono = time.monotonic()
                 self._brokers_down = False
-                return
+            self.spool.done(item)
+            if self._outage_since is not None:
+                log.warning(
+                    "kafka reachable again after %.0f s; delivering %d spooled message(s) first",
+                    time.monotonic() - self._outage_since,
+                    self.spool.waiting,
+                )
+                self._outage_since = None
+            return
+        if err.name() in _PURGED:  # taken back by close() or after a fatal error: delivered later
+            with self._lock:
+                self.stats.returned += 1
+            self._purged.append(item)
+            return
+        with self._lock:
             self.stats.failed += 1
             self._note_error(f"delivery failed: {err.str()}")
-            key = msg.key().decode(errors="replace") if msg.key() is not None else None
-            if key is not None:
-                self.stats.lost_by_key[key] = self.stats.lost_by_key.get(key, 0) + 1
+            if item.key is not None:
+                self.stats.lost_by_key[item.key] = self.stats.lost_by_key.get(item.key, 0) + 1
+        log.error("message to %s (key %s) failed for good: %s", item.topic, item.key, err.str())
+        self.spool.done(item)
 
     def _on_error(self, err) -> None:
         name = err.name() if hasattr(err, "name") else str(err)
+        text = err.str() if hasattr(err, "str") else str(err)
         with self._lock:
             if name in _UNREACHABLE:
                 self._brokers_down = name == "_ALL_BROKERS_DOWN" or self._brokers_down
-            self._note_error(f"kafka: {err.str() if hasattr(err, 'str') else err}")
-            self._fatal = bool(getattr(err, "fatal", lambda: False)())
-        log.warning("kafka producer error: %s", err)
+            self._note_error(f"kafka: {text}")
+            self._fatal = self._fatal or bool(getattr(err, "fatal", lambda: False)())
+            starts = name == "_ALL_BROKERS_DOWN" and self._outage_since is None
+            if starts:
+                self._outage_since = time.monotonic()
+        if starts:
+            where = self.spool.directory or "memory only"
+            log.warning("kafka unreachable (%s); spooling messages (%s) until it is back", text, where)
+        elif name not in _UNREACHABLE:
+            log.warning("kafka producer error: %s", err)
 
-    def _recreate_if_fatal(self) -> None:
-        if self._fatal:
-            log.error("kafka producer hit a fatal error; creating a new producer")
-            self._fatal = False
-            self._producer = self._new_producer()
+    def _recreate(self) -> None:
+        """After a fatal error (e.g. the idempotent producer lost its sequence): take the old
+        producer's messages back into the spool, in order, and start a new producer."""
+        log.error("kafka producer hit a fatal error; creating a new producer")
+        self._fatal = False
+        old, self._producer = self._producer, self._new_producer()
+        self._take_back(old)
+        self.spool.requeue(self._purged)
+        self._purged = []

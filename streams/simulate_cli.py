@@ -6,6 +6,11 @@ Each camera's ``CameraConfig`` goes to the compacted camera-config topic first (
 published is written to ``--truth`` at the end, every ``--truth-every`` seconds while running,
 and when stopped with Ctrl-C (SIGINT/SIGTERM stop after the frame being published).
 
+Store and forward as in a grabber (``--spool-dir`` ...): in real time, frames the broker cannot take
+wait in the spool and are delivered in order when it is back; what is still undelivered at the end
+stays in the spool directory, and the next run with the same directory (by default the same topic
+prefix) delivers it first. ``--fast`` waits for the broker instead (back-pressure).
+
 python -m streams simulate --cameras 20 --fps 10                        # demo: real time, forever
 python -m streams simulate --cameras 100 --fps 10 --duration 60 --fast --truth /tmp/truth.json
 """
@@ -20,10 +25,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.settings import get_settings
 from models.records import FrameDetections, StreamStats
+from streams.spool import KeyStats
+from streams.spool_options import add_spool_arguments
 
 log = logging.getLogger("streams.simulate")
 QUEUE_MESSAGES = 100_000  # producer's local queue; fast mode waits when it is 80 % full
@@ -53,15 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ensure-topics", action="store_true", help="create the camera-config/detections topics")
     parser.add_argument("--no-configs", action="store_true", help="do not publish the cameras' CameraConfig")
     parser.add_argument("--log-level", default=settings.log_level)
+    add_spool_arguments(parser)
     return parser
 
 
 class SimulatedHealth:
     """Stream-stats heartbeats for the virtual cameras (every camera ``online``; fps as simulated),
-    so dashboards and the API's stream metrics have data in a demo. Event time: the frames'."""
+    so dashboards and the API's stream metrics have data in a demo. Event time: the frames'.
+    ``spool`` gives a camera's share of the publisher's spool (``KafkaPublisher.spool_stats``)."""
 
-    def __init__(self, fps: float, every_s: float) -> None:
-        self.fps, self.every_s = fps, every_s
+    def __init__(self, fps: float, every_s: float, spool: Callable[[str], KeyStats] | None = None) -> None:
+        self.fps, self.every_s, self.spool = fps, every_s, spool
         self.frames: dict[str, int] = {}
         self.since: dict[str, float] = {}
 
@@ -72,6 +82,8 @@ class SimulatedHealth:
         if t - since < self.every_s:
             return []
         window = t - since
+        spool = self.spool(cam) if self.spool is not None else KeyStats(0, None, 0)
+        age = None if spool.oldest_ts is None else round(max(0.0, time.time() - spool.oldest_ts), 3)
         stats = StreamStats(
             camera_id=cam,
             grabber_id="simulator",
@@ -91,6 +103,9 @@ class SimulatedHealth:
             frame_height=frame.frame_height,
             model_name=frame.model_name,
             model_version=frame.model_version,
+            spooled_messages=spool.waiting,
+            spool_oldest_age_s=age,
+            spool_dropped=spool.dropped,
         )
         self.frames[cam], self.since[cam] = 0, t
         return [stats]
@@ -103,14 +118,14 @@ def write_truth(path: Path, document: dict) -> None:
     os.replace(tmp, path)
 
 
-def summary(sim, published: int, elapsed: float, stats) -> str:
+def summary(sim, published: int, elapsed: float, stats, spooled: int = 0) -> str:
     totals = sim.totals()
     rate = published / elapsed if elapsed > 0 else 0.0
     return (
         f"simulated {sim.cameras} camera(s) at {sim.fps:g} fps: {published} frames in {elapsed:.1f} s "
         f"({rate:.0f} frames/s); truth: {totals['crossings']} crossings (in {totals['in']}, out {totals['out']}), "
         f"{totals['zone_entries']} zone entries; delivered {stats.delivered}, failed {stats.failed}, "
-        f"dropped {stats.dropped}"
+        f"dropped {stats.dropped}, spooled {spooled}"
     )
 
 
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.topics import catalogue, ensure_topics, topic_name
     from streams.publisher import KafkaPublisher
     from streams.simulator import SimParams, Simulation
+    from streams.spool import SpoolLocked
+    from streams.spool_options import spool_from_args
 
     if args.cameras < 1 or args.fps <= 0 or (args.duration is not None and args.duration < 0):
         log.error("--cameras must be >= 1, --fps > 0 and --duration >= 0")
@@ -151,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {config_topic, detections_topic, stats_topic}
         specs = [s for s in catalogue(args.topic_prefix, get_settings().kafka.partitions) if s.name in wanted]
         ensure_topics(args.bootstrap, specs)
+    try:
+        spool = spool_from_args(args, f"simulator-{args.topic_prefix}", get_settings().local_dir)
+    except (SpoolLocked, OSError, ValueError) as exc:
+        log.error("spool: %s", exc)
+        return 2
     publisher = KafkaPublisher(
         args.bootstrap,
         {FrameDetections: detections_topic, CameraConfig: config_topic, StreamStats: stats_topic},
@@ -159,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         max_messages=QUEUE_MESSAGES,
         max_kbytes=256 * 1024,
         linger_ms=20,
+        spool=spool,
     )
 
     stop = threading.Event()
@@ -170,11 +193,14 @@ def main(argv: list[str] | None = None) -> int:
             for cfg in sim.configs():
                 publisher.publish(cfg)
             left = publisher.flush(30)
-            if left:
+            if left and not publisher.spool.on_disk:
                 log.error(
                     "%d camera config(s) not delivered to %s; is Kafka up at %s?", left, config_topic, args.bootstrap
                 )
+                publisher.close(0)
                 return 1
+            if left:  # they wait in the spool and go first when the broker is back; frames follow them
+                log.warning("%d camera config(s) not delivered yet (Kafka at %s); spooling", left, args.bootstrap)
         log.info(
             "simulating %d camera(s) at %g fps into %s (%s)",
             args.cameras,
@@ -184,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         began = time.monotonic()
         next_truth = began + args.truth_every
-        health = SimulatedHealth(args.fps, args.stats_every) if args.stats_every > 0 else None
+        health = SimulatedHealth(args.fps, args.stats_every, publisher.spool_stats) if args.stats_every > 0 else None
         frames = sim.frames(args.duration)
         while not stop.is_set():
             if not args.fast:  # publish at capture time (relative to the first frame)
@@ -194,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             frame = next(frames, None)
             if frame is None:
                 break
-            while len(publisher) > QUEUE_MESSAGES * 0.8:  # back-pressure instead of dropping
+            while args.fast and len(publisher) > QUEUE_MESSAGES * 0.8:  # fast: back-pressure, not the spool
                 publisher.poll(0.05)
             publisher.publish(frame)
             published += 1
@@ -207,9 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 next_truth += args.truth_every
     finally:
         elapsed = time.monotonic() - began
-        left = publisher.flush(30)
-        if left:
-            log.error("%d message(s) not delivered within 30 s", left)
+        left = publisher.close(30)  # what the broker did not take stays in the spool for the next start
+        spooled = left if publisher.spool.directory is not None else 0
         if args.truth is not None:
             doc = sim.truth_document()
             doc["publisher"] = {
@@ -217,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
                 "failed": publisher.stats.failed,
                 "dropped": publisher.stats.dropped,
                 "undelivered_at_exit": left,
+                "spooled_at_exit": spooled,
             }
             write_truth(args.truth, doc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(summary(sim, published, elapsed, publisher.stats), flush=True)
+    print(summary(sim, published, elapsed, publisher.stats, spooled), flush=True)
     return 0 if publisher.stats.failed == 0 and publisher.stats.dropped == 0 else 1
 
 

@@ -19,6 +19,7 @@ from streams.health import GrabberMetrics
 from streams.lease import LocalLeases
 from streams.publisher import PublisherStats
 from streams.sources import Source
+from streams.spool import KeyStats, SpoolTotals
 
 IMAGE = np.zeros((360, 640, 3), dtype=np.uint8)
 
@@ -81,8 +82,17 @@ class MemoryPublisher:
     def flush(self, timeout: float = 0) -> int:
         return 0
 
+    def close(self, timeout: float = 0) -> int:
+        return 0
+
     def failing(self) -> bool:
         return False
+
+    def spool_stats(self, key: str) -> KeyStats:
+        return KeyStats(0, None, 0)
+
+    def spool_totals(self) -> SpoolTotals:
+        return SpoolTotals(0, 0, 0, None, 0, 0)
 
 
 def camera(
@@ -301,10 +311,14 @@ def test_unreachable_kafka_degrades_but_the_grabber_keeps_going(monkeypatch: pyt
         g.step(idle_wait_s=0.01)
     rt = g.cameras["a"]
     assert rt.window.processed > 20  # detection went on
-    assert publisher.stats.dropped > 0 and publisher.stats.in_flight == 5  # bounded queue, the rest counted
+    # librdkafka holds at most max_messages; the rest waits in the spool, in order, nothing dropped
+    assert publisher.stats.in_flight == 5 and publisher.stats.dropped == 0
+    assert publisher.spool.waiting == rt.window.processed - 5
     stats = g.stats_for(rt, time.monotonic())
     assert stats.status == "degraded"
-    assert "publishing failing" in stats.last_error
+    assert "publishing failing" in stats.last_error and "messages spooled" in stats.last_error
+    assert stats.spooled_messages == publisher.spool.waiting and stats.spool_oldest_age_s >= 1.0
+    assert stats.spool_dropped == 0
     g.shutdown(flush_s=0)
 
 

@@ -94,3 +94,19 @@ def test_metrics_are_labelled_by_camera_only_and_can_be_forgotten() -> None:
     assert 'footfall_grabber_status{camera_id="cam-1",status="online"} 0.0' in text
     m.forget("cam-1")
     assert "cam-1" not in generate_latest(m.registry).decode()
+
+
+def test_spool_metrics_per_camera_and_in_all() -> None:
+    from prometheus_client import generate_latest
+
+    m = GrabberMetrics()
+    m.set_spool("cam-1", 120, 12.5, 3)
+    m.set_spool("cam-1", 80, 14.0, 2)  # the next tick: 2 more dropped
+    m.set_spool_bytes(1024, 4096)
+    text = generate_latest(m.registry).decode()
+    assert 'footfall_grabber_spool_messages{camera_id="cam-1"} 80.0' in text
+    assert 'footfall_grabber_spool_oldest_age_seconds{camera_id="cam-1"} 14.0' in text
+    assert 'footfall_grabber_spool_dropped_total{camera_id="cam-1"} 5.0' in text
+    assert 'footfall_grabber_spool_bytes{tier="disk"} 4096.0' in text
+    m.forget("cam-1")
+    assert "cam-1" not in generate_latest(m.registry).decode()

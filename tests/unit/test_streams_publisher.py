@@ -1,13 +1,15 @@
-"""The publisher with no broker: it never blocks, bounds its queue, counts drops and says it fails."""
+"""The publisher with no broker: it never blocks, spools in order, counts drops and says it fails."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from models.records import FrameDetections, StreamStats
 from streams.publisher import KafkaPublisher, default_topics
+from streams.spool import Spool, SpoolConfig
 
 
 def detections(seq: int) -> FrameDetections:
@@ -31,24 +33,63 @@ def test_default_topics_are_the_catalogue_names() -> None:
     assert topics[StreamStats] == "footfall.stream-stats.v1"
 
 
-def test_unreachable_broker_drops_beyond_the_bound_without_blocking() -> None:
+def test_unreachable_broker_spools_beyond_the_window_without_blocking() -> None:
     pub = KafkaPublisher(
         "127.0.0.1:1",  # nothing listens there
         {FrameDetections: "t.det"},
         max_messages=50,
-        message_timeout_ms=60_000,
         stall_s=0.5,
     )
     t0 = time.monotonic()
     results = [pub.publish(detections(i)) for i in range(200)]
-    assert time.monotonic() - t0 < 2.0  # never blocks on a full queue
-    assert results.count(True) == 50
-    assert pub.stats.dropped == 150 and pub.stats.lost_by_key["cam-1"] == 150
-    assert "local queue full" in pub.stats.last_error
+    assert time.monotonic() - t0 < 2.0  # never blocks
+    assert all(results)
+    assert pub.stats.in_flight == 50 and pub.spool.waiting == 150 and len(pub) == 200
+    assert pub.stats.dropped == 0 and pub.stats.failed == 0
+    assert pub.spool_stats("cam-1").waiting == 150
     time.sleep(0.6)
     pub.poll(0.1)
     assert pub.failing()
-    assert pub.stats.in_flight == 50
+    assert pub.close(0.2) == 200
+    assert pub.stats.dropped == 200 and pub.stats.lost_by_key["cam-1"] == 200  # no spool directory: lost, counted
+
+
+def test_close_keeps_everything_on_disk_in_order_for_the_next_start(tmp_path) -> None:
+    spool = SpoolConfig(directory=tmp_path / "spool", memory_bytes=2000)
+    pub = KafkaPublisher("127.0.0.1:1", {FrameDetections: "t.det"}, max_messages=20, stall_s=0.2, spool=spool)
+    for i in range(100):
+        pub.publish(detections(i))
+        pub.poll(0)
+    time.sleep(0.3)
+    pub.poll(0.1)
+    assert pub.failing() and pub.stats.in_flight <= 20
+    t0 = time.monotonic()
+    assert pub.close(30) == 100
+    assert time.monotonic() - t0 < 10  # does not wait for a broker that is down: the spool keeps it
+    assert pub.stats.returned == pub.stats.queued and pub.stats.dropped == 0
+
+    again = Spool(spool)
+    assert again.waiting == 100
+    seqs = []
+    while (item := again.take()) is not None:
+        assert item.topic == "t.det" and item.key == "cam-1"
+        seqs.append(json.loads(item.value)["frame_seq"])
+    assert seqs == list(range(100))  # librdkafka's purged messages first, then disk, then memory
+    again.close()
+
+
+def test_a_bound_drops_the_oldest_and_counts_them() -> None:
+    size = len(detections(0).to_json())
+    pub = KafkaPublisher(
+        "127.0.0.1:1", {FrameDetections: "t.det"}, max_messages=1, spool=SpoolConfig(memory_bytes=10 * (size + 60))
+    )
+    for i in range(30):
+        pub.publish(detections(i))
+    pub.poll(0)
+    assert pub.stats.dropped == 30 - 1 - pub.spool.waiting > 0
+    assert pub.stats.lost_by_key["cam-1"] == pub.stats.dropped
+    assert pub.spool_stats("cam-1").dropped == pub.stats.dropped
+    pub.close(0)
 
 
 def test_undeliverable_messages_expire_and_are_counted_as_failed() -> None:
