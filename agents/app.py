@@ -7,6 +7,8 @@ in the modules beside this one and are found by autodiscovery when the worker st
   window counts; camera configuration from the compacted config topic; live views.
 - ``agents.sinks``: crossings, window counts, occupancy and stream stats -> TimescaleDB.
 - ``agents.push``: crossings and occupancy -> Redis pub/sub and snapshots for the API's live push.
+- ``agents.alerting``: alert rules evaluated over stream stats, occupancy and timers; the alert
+  lifecycle and its notifications (``agents.channels``).
 
 Every source topic is read as raw bytes and parsed with ``models.base.parse`` so that a malformed
 message is routed to the dead-letter topic (``agents.deadletter``) instead of stopping the agent.
@@ -66,5 +68,8 @@ crossings_topic = source_topic("crossings")
 zone_events_topic = source_topic("zone-events")
 window_counts_topic = source_topic("window-counts")
 occupancy_topic = source_topic("occupancy")
+alert_rules_topic = source_topic("alert-rules")
+alert_events_topic = source_topic("alert-events")
 alerts_topic = source_topic("alerts")
+camera_health_topic = source_topic("camera-health")
 dead_letter_topic = source_topic("dead-letter")

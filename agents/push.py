@@ -1,6 +1,6 @@
 """Live push: crossings and occupancy -> Redis pub/sub (and the latest occupancy per camera).
 
-Registered only when ``settings.worker.push`` is true. Three short agents:
+Registered only when ``settings.worker.push`` is true. Four short agents:
 
 - ``push_camera_groups``: the compacted camera-config topic -> table ``push-camera-groups``
   (camera_id -> its groups), so events can also go to their groups' channels; a tombstone
@@ -9,6 +9,7 @@ Registered only when ``settings.worker.push`` is true. Three short agents:
 - ``push_crossings``: every crossing -> ``<prefix>:live:camera:<id>`` and each group's channel.
 - ``push_occupancy``: every occupancy sample -> the camera's snapshot hash (with TTL); a change of
   count is also published.
+- ``push_alerts``: every alert change -> the alerts channel and the camera's and groups' channels.
 
 The Redis work is done by the plain functions in ``api.live`` (tested without Faust). Malformed
 messages are logged and skipped: the sinks own the dead-letter topic for these topics, and a
@@ -22,10 +23,19 @@ import logging
 import time
 from typing import Any
 
-from agents.app import PARTITIONS, PREFIX, app, camera_config_topic, crossings_topic, occupancy_topic, settings
-from api.live import publish_crossing, publish_occupancy
+from agents.app import (
+    PARTITIONS,
+    PREFIX,
+    alerts_topic,
+    app,
+    camera_config_topic,
+    crossings_topic,
+    occupancy_topic,
+    settings,
+)
+from api.live import publish_alert, publish_crossing, publish_occupancy
 from models.base import SchemaError, parse
-from models.records import CameraConfig, CrossingEvent, OccupancySample
+from models.records import Alert, CameraConfig, CrossingEvent, OccupancySample
 
 log = logging.getLogger(__name__)
 
@@ -103,5 +113,19 @@ if settings.worker.push:
                 continue
             try:
                 await publish_occupancy(redis_client(), PREFIX, sample, camera_groups.get(sample.camera_id) or ())
+            except Exception as exc:
+                _redis_failed(exc)
+
+    @app.agent(alerts_topic)
+    async def push_alerts(stream):
+        async for raw in stream:
+            if raw is None:
+                continue
+            alert = _parse(Alert, raw, "alert")
+            if alert is None:
+                continue
+            # alerts are keyed by alert id, not camera: the camera's groups are not on this worker
+            try:
+                await publish_alert(redis_client(), PREFIX, alert)
             except Exception as exc:
                 _redis_failed(exc)

@@ -22,12 +22,13 @@ restarted (tried 2026-11-23). Wire times (epoch seconds) are converted by the se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.base import WireRecord
-from models.records import Alert, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
+from models.records import Alert, CameraHealth, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
 
 Row = tuple[Any, ...]
 
@@ -191,6 +192,15 @@ def _alert(a: Alert) -> Row:
         a.updated_at,
         a.resolved_at,
         a.acknowledged_by,
+        a.tenant,
+        a.fingerprint,
+        a.zone_id,
+        a.metric,
+        a.acknowledged_at,
+        a.resolved_by,
+        a.closed_at,
+        a.escalated_at,
+        json.dumps([e.asdict() for e in a.log], default=str),
     )
 
 
@@ -332,6 +342,15 @@ ALERTS = TableSpec(
         C("updated_at", "float8", epoch=True),
         C("resolved_at", "float8", epoch=True),
         C("acknowledged_by", "text"),
+        C("tenant_id", "text"),
+        C("fingerprint", "text"),
+        C("zone_id", "text"),
+        C("metric", "text"),
+        C("acknowledged_at", "float8", epoch=True),
+        C("resolved_by", "text"),
+        C("closed_at", "float8", epoch=True),
+        C("escalated_at", "float8", epoch=True),
+        C("log", "jsonb"),
     ),
     row=_alert,
     conflict=(
@@ -339,14 +358,49 @@ ALERTS = TableSpec(
         "SET status = EXCLUDED.status, severity = EXCLUDED.severity, title = EXCLUDED.title,\n"
         "    description = EXCLUDED.description, metric_value = EXCLUDED.metric_value,\n"
         "    threshold = EXCLUDED.threshold, updated_at = EXCLUDED.updated_at,\n"
-        "    resolved_at = EXCLUDED.resolved_at, acknowledged_by = EXCLUDED.acknowledged_by\n"
+        "    resolved_at = EXCLUDED.resolved_at, acknowledged_by = EXCLUDED.acknowledged_by,\n"
+        "    acknowledged_at = EXCLUDED.acknowledged_at, resolved_by = EXCLUDED.resolved_by,\n"
+        "    closed_at = EXCLUDED.closed_at, escalated_at = EXCLUDED.escalated_at, log = EXCLUDED.log\n"
         "WHERE t.updated_at <= EXCLUDED.updated_at"
     ),
     key=("alert_id", "triggered_at"),
     version="updated_at",
 )
 
-SPECS: tuple[TableSpec, ...] = (CROSSINGS, ZONE_EVENTS, WINDOW_COUNTS, OCCUPANCY, STREAM_STATS, ALERTS)
+CAMERA_HEALTH = TableSpec(
+    name="camera-health",
+    topic="camera-health",
+    record=CameraHealth,
+    table="camera_health",
+    columns=(
+        C("at", "float8", epoch=True),
+        C("camera_id", "text"),
+        C("status", "text"),
+        C("stream_quality_score", "float4"),
+        C("frame_drop_pct", "float4"),
+        C("offline_s", "float4"),
+        C("processing_lag_ms", "float4"),
+    ),
+    row=lambda h: (
+        h.at,
+        h.camera_id,
+        h.status,
+        h.stream_quality_score,
+        h.frame_drop_pct,
+        h.offline_s,
+        h.processing_lag_ms,
+    ),  # fmt: skip
+)
+
+SPECS: tuple[TableSpec, ...] = (
+    CROSSINGS,
+    ZONE_EVENTS,
+    WINDOW_COUNTS,
+    OCCUPANCY,
+    STREAM_STATS,
+    ALERTS,
+    CAMERA_HEALTH,
+)
 
 
 # --------------------------------------------------------------------------- outage bookkeeping

@@ -36,11 +36,17 @@ With no token configured on the server, writes answer 403."""
 
 
 class PublishError(RuntimeError):
-    """The camera-config topic did not acknowledge a record."""
+    """A topic the API writes did not acknowledge a record."""
+
+
+# What the API publishes: camera configs and alert rules (compacted), people's alert actions.
+PUBLISHED_TOPICS = ("camera-config", "alert-rules", "alert-events")
 
 
 class ConfigPublisher:
-    """Publishes camera configurations to the compacted camera-config topic, key ``camera_id``.
+    """Publishes camera configurations (compacted camera-config topic, key ``camera_id``), alert
+    rules (compacted alert-rules, key ``rule_id``) and people's alert actions (alert-events, key
+    ``alert_id``).
 
     librdkafka's default partitioner (``consistent_random``, CRC32 of the key), like the grabbers
     and the simulator: a camera's config lands on the same partition as its detections, which the
@@ -53,7 +59,8 @@ class ConfigPublisher:
         # A record not acknowledged within timeout_s fails for good (message.timeout.ms), so a
         # write answered 503 can never reach the topic later.
         self.timeout_s = timeout_s
-        self.topic = topic_name(settings.kafka.topic_prefix, "camera-config")
+        self.topics = {name: topic_name(settings.kafka.topic_prefix, name) for name in PUBLISHED_TOPICS}
+        self.topic = self.topics["camera-config"]
         self._settings = settings
         self._producer = Producer(
             {
@@ -67,22 +74,24 @@ class ConfigPublisher:
 
     def ensure_topic(self) -> None:
         kafka = self._settings.kafka
-        spec = [s for s in catalogue(kafka.topic_prefix, kafka.partitions) if s.name == self.topic]
+        spec = [s for s in catalogue(kafka.topic_prefix, kafka.partitions) if s.name in self.topics.values()]
         ensure_topics(self._settings.kafka.bootstrap, spec, timeout_s=10)
 
-    def publish(self, camera_id: str, value: bytes | None) -> None:
-        """Produce and wait for the broker's acknowledgement; raise :class:`PublishError` otherwise."""
+    def publish(self, key: str, value: bytes | None, topic: str = "camera-config") -> None:
+        """Produce to one of :data:`PUBLISHED_TOPICS` and wait for the broker's acknowledgement;
+        raise :class:`PublishError` otherwise."""
+        name = self.topics[topic]
         errors: list[Any] = []
         delivered: list[bool] = []
 
         def on_delivery(err: Any, _msg: Any) -> None:
             (errors.append(err) if err is not None else delivered.append(True))
 
-        self._producer.produce(self.topic, key=camera_id.encode(), value=value, on_delivery=on_delivery)
+        self._producer.produce(name, key=key.encode(), value=value, on_delivery=on_delivery)
         self._producer.flush(self.timeout_s + 5)
         if errors or not delivered:
             reason = errors[0] if errors else "no acknowledgement in time"
-            raise PublishError(f"the camera-config topic {self.topic} did not take the update: {reason}")
+            raise PublishError(f"the {topic} topic {name} did not take the update: {reason}")
 
     def reachable(self, timeout_s: float = 3.0) -> bool:
         self._producer.list_topics(timeout=timeout_s)
@@ -112,13 +121,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await asyncio.to_thread(app.state.publisher.ensure_topic)
     except Exception as exc:  # broker down: writes will answer 503 until it is back
-        log.warning("could not check/create the camera-config topic: %s", exc)
+        log.warning("could not check/create the topics the API writes: %s", exc)
+    sync = asyncio.create_task(publish_rules(pool, app.state.publisher))
     try:
         yield
     finally:
+        sync.cancel()
         await asyncio.to_thread(app.state.publisher.close)
         await app.state.redis.aclose()
         await pool.close()
+
+
+async def publish_rules(pool: AsyncConnectionPool, publisher: ConfigPublisher, attempts: int = 30) -> int:
+    """Publish every stored alert rule to the alert-rules topic (at start: the built-in rules of
+    migration 006 reach the workers, and a topic recreated empty is filled again). Republishing is
+    harmless (the topic is compacted, workers keep the newest). Retries while the database or the
+    broker is not up yet; returns how many rules were published."""
+    from api.routes.alerts import load_rules
+
+    for attempt in range(attempts):
+        try:
+            async with pool.connection() as conn:
+                rules = await load_rules(conn)
+            for rule in rules:
+                await asyncio.to_thread(publisher.publish, rule.rule_id, rule.to_json(), "alert-rules")
+            log.info("published %d alert rules", len(rules))
+            return len(rules)
+        except (psycopg.Error, PoolTimeout, PublishError) as exc:
+            log.warning("alert rules not published yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(min(2.0 * (attempt + 1), 30.0))
+    log.error("alert rules were not published: database or broker unavailable")
+    return 0
 
 
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
@@ -168,7 +201,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0) -> FastAPI:
-    from api.routes import analytics, cameras, health, live, monitoring
+    from api.routes import alerts, analytics, cameras, health, live, monitoring
 
     app = FastAPI(
         title="footfall API",
@@ -179,6 +212,6 @@ def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0
     app.state.settings = settings or get_settings()
     app.state.publish_timeout_s = publish_timeout_s
     install_error_handlers(app)
-    for module in (health, cameras, analytics, monitoring, live):
+    for module in (health, cameras, analytics, monitoring, alerts, live):
         app.include_router(module.router)
     return app

@@ -6,6 +6,8 @@ not through the process that consumed them from Kafka:
     crossings / occupancy topics -> agents.push (Faust) -> PUBLISH <prefix>:live:camera:<id>
                                                           PUBLISH <prefix>:live:group:<group>
                                                           HSET    <prefix>:live:occupancy:<id>
+    alerts topic                 -> agents.push (Faust) -> PUBLISH <prefix>:live:alerts
+                                                          (and the alert's camera and groups)
     API process: SUBSCRIBE to the client's channels -> WebSocket / SSE frames
 
 Every name starts with the Kafka topic prefix, so test runs with their own prefix never see the
@@ -24,15 +26,18 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from models.records import CrossingEvent, OccupancySample
+from models.records import Alert, CrossingEvent, OccupancySample
 
 __all__ = [
     "SNAPSHOT_TTL_S",
+    "alerts_channel",
     "camera_channel",
     "group_channel",
+    "message_for_alert",
     "message_for_crossing",
     "message_for_occupancy",
     "occupancy_snapshot",
+    "publish_alert",
     "publish_crossing",
     "publish_occupancy",
     "snapshot_key",
@@ -49,6 +54,11 @@ def camera_channel(prefix: str, camera_id: str) -> str:
 
 def group_channel(prefix: str, group_id: str) -> str:
     return f"{prefix}:live:group:{group_id}"
+
+
+def alerts_channel(prefix: str) -> str:
+    """Every alert change (fired, acknowledged, resolved, closed, escalated), whatever its camera."""
+    return f"{prefix}:live:alerts"
 
 
 def snapshot_key(prefix: str, camera_id: str) -> str:
@@ -76,6 +86,23 @@ def message_for_occupancy(sample: OccupancySample) -> dict[str, Any]:
         "at": sample.at,
         "data": _record_dict(sample),
     }
+
+
+def message_for_alert(alert: Alert) -> dict[str, Any]:
+    """The push frame for an alert's new state: ``{"type": "alert", "camera_id", "at", "data"}``."""
+    return {"type": "alert", "camera_id": alert.camera_id, "at": alert.updated_at, "data": _record_dict(alert)}
+
+
+async def publish_alert(redis: Any, prefix: str, alert: Alert, groups: Iterable[str] = ()) -> int:
+    """Publish an alert's new state to the alerts channel and to its camera's and groups' channels."""
+    payload = json.dumps(message_for_alert(alert), separators=(",", ":"))
+    channels = [alerts_channel(prefix)]
+    if alert.camera_id:
+        channels += _channels(prefix, alert.camera_id, groups)
+    pipe = redis.pipeline(transaction=False)
+    for channel in channels:
+        pipe.publish(channel, payload)
+    return sum(await pipe.execute())
 
 
 def _channels(prefix: str, camera_id: str, groups: Iterable[str]) -> list[str]:

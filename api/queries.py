@@ -327,25 +327,54 @@ def sla_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- alerts
 
-ALERTS = """
-SELECT alert_id, rule, camera_id, severity, status, title, description, metric_value, threshold,
-       triggered_at, updated_at, resolved_at, acknowledged_by
+ALERT_COLUMNS = """alert_id, rule, camera_id, zone_id, tenant_id, fingerprint, metric, severity, status, title,
+       description, metric_value, threshold, triggered_at, updated_at, acknowledged_at, acknowledged_by,
+       resolved_at, resolved_by, closed_at, escalated_at, log"""
+ALERTS = f"""
+SELECT {ALERT_COLUMNS}
 FROM alerts
-WHERE triggered_at >= %(since)s {filters}
+WHERE triggered_at >= %(since)s {{filters}}
 ORDER BY triggered_at DESC
 LIMIT %(limit)s
 """
+ALERT_BY_ID = f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s ORDER BY triggered_at DESC LIMIT 1"
+ALERT_FILTERS = ("severity", "status", "camera_id", "rule", "tenant_id")
 
 
-def alerts_sql(severity: bool, status: bool, camera: bool) -> str:
-    filters = []
-    if severity:
-        filters.append("AND severity = %(severity)s")
-    if status:
-        filters.append("AND status = %(status)s")
-    if camera:
-        filters.append("AND camera_id = %(camera_id)s")
-    return ALERTS.format(filters=" ".join(filters))
+def alerts_sql(filters: list[str]) -> str:
+    """The list query with an equality filter per named column (each one of ALERT_FILTERS)."""
+    unknown = set(filters) - set(ALERT_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown alert filter {sorted(unknown)[0]!r}")
+    return ALERTS.format(filters=" ".join(f"AND {f} = %({f})s" for f in filters))
+
+
+def alert_view(r: dict[str, Any]) -> dict[str, Any]:
+    """An alert row as the API shows it (seed 002's names first, then the lifecycle's)."""
+    return {
+        "id": r["alert_id"],
+        "title": r["title"],
+        "description": r["description"],
+        "severity": r["severity"],
+        "status": r["status"],
+        "createdAt": r["triggered_at"],
+        "updatedAt": r["updated_at"],
+        "resolvedAt": r["resolved_at"],
+        "rule": r["rule"],
+        "camera_id": r["camera_id"],
+        "zone_id": r["zone_id"],
+        "tenant": r["tenant_id"],
+        "fingerprint": r["fingerprint"],
+        "metric": r["metric"],
+        "metric_value": r["metric_value"],
+        "threshold": r["threshold"],
+        "acknowledged_at": r["acknowledged_at"],
+        "acknowledged_by": r["acknowledged_by"],
+        "resolved_by": r["resolved_by"],
+        "closed_at": r["closed_at"],
+        "escalated_at": r["escalated_at"],
+        "log": r["log"] if isinstance(r["log"], list) else json.loads(r["log"] or "[]"),
+    }
 
 
 # ----------------------------------------------------------------------------- camera config <-> rows

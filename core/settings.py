@@ -78,6 +78,36 @@ class WorkerSettings(BaseModel):
     cagg_refresh_interval_s: float = Field(default=30.0, gt=0)
 
 
+class AlertingSettings(BaseModel):
+    """Alert evaluation and delivery (agents/alerting.py, agents/channels.py). Secrets come only
+    from the environment, e.g.
+    ``FOOTFALL_ALERTING__WEBHOOK_SECRET``, ``FOOTFALL_ALERTING__SMTP_PASSWORD``."""
+
+    # HMAC-SHA256 key that signs webhook bodies (X-Footfall-Signature). Unset = sent unsigned (warned once).
+    webhook_secret: SecretStr | None = None
+    smtp_host: str = "127.0.0.1"  # SMTP server for e-mail channels
+    smtp_port: int = 25
+    smtp_user: str | None = None  # unset = no login
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "footfall@localhost"  # From address; its domain also ends each Message-ID
+    smtp_starttls: bool = False  # upgrade the SMTP connection with STARTTLS (certificate verified)
+    # Tries per notification and channel (first try included) before it goes to the dead-letter topic.
+    delivery_attempts: int = Field(default=4, ge=1)
+    backoff_base_s: float = Field(default=0.5, ge=0)  # wait before retry n: base * 2**(n-1) + jitter ...
+    backoff_cap_s: float = Field(default=30.0, ge=0)  # ... capped here; also caps a server's Retry-After
+    timeout_s: float = Field(default=10.0, gt=0)  # per attempt (HTTP: whole request; SMTP: each socket operation)
+    # Evaluation (agents/alerting.py), run by the worker when true.
+    enabled: bool = True
+    # How often the timers look at every owned camera (absence, processing latency) and every open
+    # alert (escalation, undelivered notifications). A rule's eval_interval_s paces it further.
+    tick_s: float = Field(default=1.0, gt=0)
+    # After the worker starts, absence is not judged for this long: the backlog of stream-stats
+    # after a restart must be read before a silent camera can be told from a late report.
+    startup_grace_s: float = Field(default=60.0, ge=0)
+    # Channels of rules that name none, e.g. '["webhook:https://ops.example.org/hook"]'.
+    default_channels: list[str] = []
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FOOTFALL_",
@@ -91,6 +121,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
     worker: WorkerSettings = WorkerSettings()
+    alerting: AlertingSettings = AlertingSettings()
     # Where the local stack keeps its data, logs and downloaded jars/npm packages.
     local_dir: Path = PROJECT_ROOT / ".local"
     # Bearer token required by HTTP endpoints that change state. Unset = writes are refused.

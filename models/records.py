@@ -21,6 +21,7 @@ import types
 from typing import Any
 from urllib.parse import urlsplit
 
+from core import alerting
 from core.camera import CameraParams
 from core.counting import CountingParams
 from core.tracking import TrackerParams
@@ -45,15 +46,19 @@ __all__ = [
     "ZoneEvent",
     "WindowCount",
     "OccupancySample",
+    "AlertRule",
+    "AlertEvent",
+    "AlertLogEntry",
     "Alert",
+    "CameraHealth",
     "DeadLetter",
 ]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 STREAM_STATUSES = ("online", "degraded", "offline")
 DIRECTIONS = ("in", "out")
-SEVERITIES = ("info", "warning", "error", "critical")
-ALERT_STATUSES = ("active", "acknowledged", "resolved")
+SEVERITIES = alerting.SEVERITIES
+ALERT_STATUSES = alerting.STATUSES
 TRENDS = ("increasing", "decreasing", "stable")
 
 
@@ -518,9 +523,99 @@ class OccupancySample(WireRecord):
 # --------------------------------------------------------------------------- alerts and errors
 
 
+CHANNEL_KINDS = ("webhook", "slack", "email")
+_MESSAGE_FIELDS = ("rule", "camera_id", "zone_id", "metric", "severity")  # text; value and threshold are numbers
+
+
+class AlertRule(WireRecord):
+    """A rule that raises alerts (seed 000's ``alert_rules``), as data. Topic ``alert-rules``
+    (compacted), key ``rule_id``; a tombstone deletes the rule. The table ``alert_rules`` holds the
+    same rules for the API; the built-in ones are seeded by ``sql/migrations/006_alerting.sql``.
+
+    ``metric`` is one of :data:`core.alerting.METRICS`; the rule applies to the cameras of its
+    tenant, narrowed by ``camera_id`` / ``group`` / ``zone_id``. The condition
+    (``comparison``, ``threshold``, ``resolve_threshold``, ``for_s``, ``cooldown_s``) is
+    :class:`core.alerting.Condition`; ``eval_interval_s`` paces the metrics sampled by timer
+    (absence, processing latency), the others are evaluated on every report.
+    """
+
+    rule_id: str
+    metric: str
+    comparison: str
+    threshold: float | None = None
+    tenant: str = "default"
+    name: str = ""
+    description: str = ""
+    resolve_threshold: float | None = None
+    for_s: float = 0.0
+    eval_interval_s: float = 10.0
+    cooldown_s: float = 300.0
+    severity: str = "warning"
+    message: str = "{rule}: {metric} is {value} (threshold {threshold})"
+    channels: list[str] = []  # noqa: RUF012 - "webhook:https://...", "slack:https://...", "email:ops@example.org"
+    escalation_delay_s: float | None = None
+    escalation_channels: list[str] = []  # noqa: RUF012
+    camera_id: str | None = None
+    group: str | None = None
+    zone_id: str | None = None
+    active: bool = True
+    updated_at: float = 0.0
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "rule_id")
+        _check_id(self, "tenant")
+        _check_choice(self, "metric", tuple(alerting.METRICS))
+        _check_choice(self, "severity", SEVERITIES)
+        scope = alerting.METRICS[self.metric][0]
+        if self.threshold is None and self.metric != "occupancy_pct":
+            self.fail("threshold", f"required for metric {self.metric!r}")
+        if self.zone_id is not None and scope != "zone":
+            self.fail("zone_id", f"metric {self.metric!r} is per camera, not per zone")
+        for field in ("camera_id", "group", "zone_id"):
+            if getattr(self, field) is not None:
+                _check_id(self, field)
+        _check_nonneg(self, "for_s", "cooldown_s", "escalation_delay_s")
+        if self.eval_interval_s <= 0:
+            self.fail("eval_interval_s", f"must be > 0, got {self.eval_interval_s}")
+        if self.threshold is None and self.resolve_threshold is not None:
+            self.fail("resolve_threshold", "needs a threshold of the rule's own (hysteresis is relative to it)")
+        why = alerting.check_condition(self.condition(self.threshold if self.threshold is not None else 0.0))
+        if why is not None:
+            field, _, reason = why.partition(": ")
+            self.fail(field, reason)
+        for field in ("channels", "escalation_channels"):
+            for i, spec in enumerate(getattr(self, field)):
+                kind, sep, target = spec.partition(":")
+                if not sep or kind not in CHANNEL_KINDS or not target:
+                    self.fail(f"{field}[{i}]", f"expected '<{'|'.join(CHANNEL_KINDS)}>:<target>', got {spec!r}")
+        if self.escalation_delay_s is not None and not self.escalation_channels:
+            self.fail("escalation_channels", "required when escalation_delay_s is set")
+        try:
+            self.message.format(**dict.fromkeys(_MESSAGE_FIELDS, ""), value=0.0, threshold=0.0)
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = ", ".join((*_MESSAGE_FIELDS, "value", "threshold"))
+            self.fail("message", f"unknown or malformed placeholder {exc}; use {fields}")
+
+    def condition(self, threshold: float) -> alerting.Condition:
+        """The rule's condition with ``threshold`` (the rule's own, or a zone's for occupancy)."""
+        return alerting.Condition(self.comparison, threshold, self.resolve_threshold, self.for_s, self.cooldown_s)
+
+
+class AlertLogEntry(WireRecord):
+    """One line of an alert's resolution log: who did what, when, with an optional note."""
+
+    at: float
+    action: str  # fired | acknowledge | resolve | close | note | escalated | resolved (by the condition)
+    by: str | None = None
+    note: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
 class Alert(WireRecord):
-    """An alert and its lifecycle (active -> acknowledged -> resolved). Topic ``alerts``, key
-    ``alert_id``; the latest record per id is the alert's state."""
+    """An alert and its lifecycle (active -> acknowledged -> resolved -> closed). Topic ``alerts``
+    (compacted), key ``alert_id``; the latest record per id is the alert's state. ``fingerprint``
+    is the rule and scope (``rule|camera[/zone]``): one open incident per fingerprint."""
 
     alert_id: str
     rule: str
@@ -535,11 +630,63 @@ class Alert(WireRecord):
     threshold: float | None = None
     resolved_at: float | None = None
     acknowledged_by: str | None = None
+    tenant: str = "default"
+    fingerprint: str | None = None
+    zone_id: str | None = None
+    metric: str | None = None
+    acknowledged_at: float | None = None
+    resolved_by: str | None = None
+    closed_at: float | None = None
+    escalated_at: float | None = None
+    log: list[AlertLogEntry] = []  # noqa: RUF012
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
         _check_choice(self, "severity", SEVERITIES)
         _check_choice(self, "status", ALERT_STATUSES)
+
+
+class AlertEvent(WireRecord):
+    """Something that happened to an alert. Topic ``alert-events``, key ``alert_id``.
+
+    The evaluator writes ``fired`` (with the alert's fields) and ``resolved`` (the condition
+    cleared); the API writes a person's ``acknowledge`` / ``resolve`` / ``close`` / ``note``. The
+    lifecycle agent (``agents.alerting``) is the only writer of the ``alerts`` topic: it folds these
+    events into each alert with :func:`core.alerting.next_status` and sends the notifications.
+    """
+
+    alert_id: str
+    kind: str  # fired | resolved | acknowledge | resolve | close | note
+    at: float
+    by: str | None = None
+    note: str | None = None
+    alert: Alert | None = None  # with kind "fired": the new alert
+    metric_value: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_choice(self, "kind", ("fired", "resolved", *alerting.ACTIONS))
+        if self.kind == "fired" and self.alert is None:
+            self.fail("alert", "required for kind 'fired'")
+
+
+class CameraHealth(WireRecord):
+    """What the alert evaluator derives from one stream-stats report (``agents.alerting``). Topic
+    ``camera-health``, key ``camera_id``; the sink writes the ``camera_health`` hypertable."""
+
+    camera_id: str
+    at: float
+    status: str
+    stream_quality_score: float
+    frame_drop_pct: float
+    offline_s: float
+    processing_lag_ms: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_choice(self, "status", STREAM_STATUSES)
+        _check_nonneg(self, "stream_quality_score", "frame_drop_pct", "offline_s")
 
 
 class DeadLetter(WireRecord):

@@ -49,7 +49,10 @@ _TOPICS: dict[str, tuple[type[WireRecord], str, bool, int | None]] = {
     "zone-events": (records.ZoneEvent, "camera_id", False, 7 * DAY_MS),
     "window-counts": (records.WindowCount, "camera_id", False, 7 * DAY_MS),
     "occupancy": (records.OccupancySample, "camera_id", False, 7 * DAY_MS),
+    "alert-rules": (records.AlertRule, "rule_id", True, None),
+    "alert-events": (records.AlertEvent, "alert_id", False, 30 * DAY_MS),
     "alerts": (records.Alert, "alert_id", True, None),
+    "camera-health": (records.CameraHealth, "camera_id", False, 7 * DAY_MS),
     "dead-letter": (records.DeadLetter, "source topic", False, 14 * DAY_MS),
 }
 

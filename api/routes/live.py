@@ -7,6 +7,8 @@ serve any client. Protocol (one JSON object per WebSocket text frame / SSE ``dat
     {"type": "snapshot", "camera_id": ..., "zones": {zone: sample}}  per camera, the cached occupancy
     {"type": "crossing", "camera_id": ..., "at": ..., "data": {...CrossingEvent}}
     {"type": "occupancy", "camera_id": ..., "zone_id": ..., "at": ..., "data": {...OccupancySample}}
+    {"type": "alert", "camera_id": ..., "at": ..., "data": {...Alert}}     the camera's alerts; with
+                                                                          alerts=true, every alert
 
 Clients send nothing (a text frame ``ping`` is answered with ``{"type": "pong"}``).
 """
@@ -24,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from api.live import camera_channel, group_channel, occupancy_snapshot
+from api.live import alerts_channel, camera_channel, group_channel, occupancy_snapshot
 from api.queries import ParamError
 from api.schemas import ID_PATTERN
 
@@ -33,24 +35,28 @@ router = APIRouter(prefix="/api/v1/live", tags=["live"])
 MAX_SUBSCRIPTIONS = 100
 
 
-def subscription(prefix: str, cameras: list[str], groups: list[str]) -> list[str]:
-    """Channels for the requested cameras and groups; refuses none, too many or bad ids."""
-    if not cameras and not groups:
-        raise ParamError("camera_id", "name at least one camera_id=... or group=...")
+def subscription(prefix: str, cameras: list[str], groups: list[str], alerts: bool = False) -> list[str]:
+    """Channels for the requested cameras and groups (and every alert); refuses none, too many or bad ids."""
+    if not cameras and not groups and not alerts:
+        raise ParamError("camera_id", "name at least one camera_id=... or group=... (or alerts=true)")
     if len(cameras) + len(groups) > MAX_SUBSCRIPTIONS:
         raise ParamError("camera_id", f"at most {MAX_SUBSCRIPTIONS} cameras and groups per connection")
     for name, values in (("camera_id", cameras), ("group", groups)):
         for v in values:
             if not re.match(ID_PATTERN, v):
                 raise ParamError(name, f"{v!r} is not a valid id")
-    return [camera_channel(prefix, c) for c in sorted(set(cameras))] + [
-        group_channel(prefix, g) for g in sorted(set(groups))
-    ]
+    return (
+        [camera_channel(prefix, c) for c in sorted(set(cameras))]
+        + [group_channel(prefix, g) for g in sorted(set(groups))]
+        + ([alerts_channel(prefix)] if alerts else [])
+    )
 
 
-async def _frames(redis: Any, prefix: str, cameras: list[str], groups: list[str]) -> AsyncIterator[str]:
+async def _frames(
+    redis: Any, prefix: str, cameras: list[str], groups: list[str], alerts: bool = False
+) -> AsyncIterator[str]:
     """hello, snapshots, then every message of the subscribed channels (JSON text)."""
-    channels = subscription(prefix, cameras, groups)
+    channels = subscription(prefix, cameras, groups, alerts)
     pubsub = redis.pubsub()
     await pubsub.subscribe(*channels)
     try:
@@ -77,12 +83,14 @@ async def live_ws(
     websocket: WebSocket,
     camera_id: list[str] = Query([]),
     group: list[str] = Query([]),
+    alerts: bool = Query(False),
 ) -> None:
-    """``ws://host:8080/api/v1/live/ws?camera_id=cam-1&group=lobby`` (repeat either)."""
+    """``ws://host:8080/api/v1/live/ws?camera_id=cam-1&group=lobby`` (repeat either; ``alerts=true``
+    adds every alert)."""
     state = websocket.app.state
     prefix = state.settings.kafka.topic_prefix
     try:
-        subscription(prefix, camera_id, group)
+        subscription(prefix, camera_id, group, alerts)
     except ParamError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
@@ -96,7 +104,7 @@ async def live_ws(
 
     reader = asyncio.create_task(client_reader())
     try:
-        async for frame in _frames(state.redis, prefix, camera_id, group):
+        async for frame in _frames(state.redis, prefix, camera_id, group, alerts):
             if reader.done():
                 break
             if frame:
@@ -115,7 +123,7 @@ async def live_ws(
 
 @router.get(
     "/events",
-    summary="Server-Sent Events: crossings and occupancy changes",
+    summary="Server-Sent Events: crossings, occupancy changes and alerts",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -123,15 +131,16 @@ async def live_sse(
     request: Request,
     camera_id: list[str] = Query([], description="repeat for several cameras"),
     group: list[str] = Query([], description="repeat for several groups"),
+    alerts: bool = Query(False, description="also every alert change, whatever its camera"),
 ) -> StreamingResponse:
     """The same frames as the WebSocket, as ``data: <json>`` events; a comment every second keeps
     proxies from closing an idle stream."""
     state = request.app.state
     prefix = state.settings.kafka.topic_prefix
-    subscription(prefix, camera_id, group)  # 422 before the stream starts
+    subscription(prefix, camera_id, group, alerts)  # 422 before the stream starts
 
     async def events() -> AsyncIterator[str]:
-        async for frame in _frames(state.redis, prefix, camera_id, group):
+        async for frame in _frames(state.redis, prefix, camera_id, group, alerts):
             if await request.is_disconnected():
                 break
             yield f"data: {frame}\n\n" if frame else ": tick\n\n"

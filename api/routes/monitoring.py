@@ -1,5 +1,6 @@
-"""Seed 002's endpoints: ``GET /api/v1/metrics``, ``GET /api/v1/sla/status``, ``GET /api/v1/alerts``,
-mapped onto our tables (stream_stats / stream_health_1h, the count and occupancy aggregates, alerts)."""
+"""Seed 002's endpoints: ``GET /api/v1/metrics`` and ``GET /api/v1/sla/status``, mapped onto our tables
+(stream_stats / stream_health_1h, the count and occupancy aggregates); ``GET /api/v1/alerts`` is in
+``api.routes.alerts``."""
 
 from __future__ import annotations
 
@@ -91,38 +92,3 @@ async def sla_status(
     if not one:
         out["cameras"] = [{"camera_id": r["camera_id"], **queries.sla_figures([r])} for r in rows]
     return out
-
-
-@router.get("/alerts", summary="Alerts, newest first")
-async def alerts(
-    conn: Conn,
-    severity: Literal["info", "warning", "error", "critical"] | None = None,
-    status: Literal["active", "acknowledged", "resolved"] | None = None,
-    camera_id: str | None = Query(None, pattern=ID_PATTERN),
-    time_range: str = Query("7d", alias="timeRange", description="triggered within this far back"),
-    limit: int = Query(100, ge=1, le=1000),
-) -> dict[str, Any]:
-    since = utcnow() - queries.parse_duration(time_range, "timeRange")
-    sql = queries.alerts_sql(severity is not None, status is not None, camera_id is not None)
-    params = {"since": since, "severity": severity, "status": status, "camera_id": camera_id, "limit": limit}
-    rows = await (await conn.execute(sql, params)).fetchall()
-    return {
-        "alerts": [
-            {
-                "id": r["alert_id"],
-                "title": r["title"],
-                "description": r["description"],
-                "severity": r["severity"],
-                "status": r["status"],
-                "createdAt": r["triggered_at"],
-                "updatedAt": r["updated_at"],
-                "resolvedAt": r["resolved_at"],
-                "rule": r["rule"],
-                "camera_id": r["camera_id"],
-                "metric_value": r["metric_value"],
-                "threshold": r["threshold"],
-                "acknowledged_by": r["acknowledged_by"],
-            }
-            for r in rows
-        ]
-    }

@@ -19,8 +19,8 @@ import redis
 import redis.asyncio as aioredis
 from api_helpers import api_env
 
-from api.live import publish_crossing, publish_occupancy
-from models.records import CrossingEvent, OccupancySample
+from api.live import publish_alert, publish_crossing, publish_occupancy
+from models.records import Alert, CrossingEvent, OccupancySample
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +94,27 @@ def test_websocket_receives_camera_and_group_events(env, stack):
         ws.receive_json()
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and snap["zones"]["hall"]["count"] == 4
+
+
+def test_alerts_reach_the_alerts_channel_and_their_camera(env, stack):
+    cam = env.camera_id()
+    now = time.time()
+    alert = Alert(alert_id=f"camera_offline|{cam}@1", rule="camera_offline", severity="critical", status="active",
+                  title=f"Camera {cam} is offline", triggered_at=now, updated_at=now, camera_id=cam)  # fmt: skip
+    with (
+        env.client.websocket_connect("/api/v1/live/ws?alerts=true") as every,
+        env.client.websocket_connect(f"/api/v1/live/ws?camera_id={cam}") as one,
+    ):
+        assert every.receive_json() == {"type": "hello", "cameras": [], "groups": []}
+        one.receive_json(), one.receive_json()  # hello, snapshot
+
+        async def publish(client):
+            assert await publish_alert(client, env.prefix, alert) == 2  # both clients
+
+        _run(stack, publish)
+        for ws in (every, one):
+            frame = ws.receive_json()
+            assert (frame["type"], frame["camera_id"], frame["data"]["alert_id"]) == ("alert", cam, alert.alert_id)
 
 
 def test_websocket_refuses_bad_subscriptions(env):

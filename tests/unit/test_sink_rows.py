@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import doctest
+import json
 
 import pytest
 
 import agents.rows as rows_mod
-from agents.rows import ALERTS, CROSSINGS, OCCUPANCY, SPECS, STREAM_STATS, WINDOW_COUNTS, ZONE_EVENTS, OutageLog
-from models.records import Alert, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
+from agents.rows import (
+    ALERTS,
+    CAMERA_HEALTH,
+    CROSSINGS,
+    OCCUPANCY,
+    SPECS,
+    STREAM_STATS,
+    WINDOW_COUNTS,
+    ZONE_EVENTS,
+    OutageLog,
+)
+from models.records import Alert, CameraHealth, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
 
 T = 1_763_900_000.0
 
@@ -32,6 +43,10 @@ def samples():
             camera_id="c1", grabber_id="g", at=T, status="online", window_s=10.0, input_fps=10.0,
             processed_fps=9.5, dropped_frames=1, decode_errors=0, reconnects=0,
         ),
+        CAMERA_HEALTH: CameraHealth(
+            camera_id="c1", at=T, status="online", stream_quality_score=0.93, frame_drop_pct=1.5, offline_s=0.0,
+            processing_lag_ms=120.0,
+        ),
         ALERTS: Alert(
             alert_id="a1", rule="camera_offline", severity="critical", status="active", title="x",
             triggered_at=T, updated_at=T,
@@ -45,8 +60,11 @@ def test_row_matches_columns_and_record(spec):
     row = spec.row(rec)
     assert len(row) == len(spec.columns)
     for col, value in zip(spec.columns, row, strict=True):
-        field = {"bucket": "window_start"}.get(col.name, col.name)
-        assert getattr(rec, field) == value, col.name
+        field = {"bucket": "window_start", "tenant_id": "tenant"}.get(col.name, col.name)
+        expected = getattr(rec, field)
+        if col.array_type == "jsonb":  # sent as JSON text
+            expected = json.dumps([e.asdict() for e in expected], default=str)
+        assert expected == value, col.name
     params = spec.params([row, row])
     assert len(params) == len(spec.columns) and all(len(p) == 2 for p in params)
     assert spec.sql.count("%s") == len(spec.columns)

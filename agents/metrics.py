@@ -1,0 +1,39 @@
+"""The worker's Prometheus metrics, served at ``GET /metrics`` on its web port (Faust's web server,
+``FOOTFALL_HTTP__WORKER_WEB_PORT``), next to the live views.
+
+Counters are per worker process; per-camera gauges cover the cameras this worker owns. Scraped as
+job ``worker`` by the local stack's Prometheus (``make up``, 127.0.0.1:9090) and by docker-compose's
+(``infra/prometheus/prometheus.yml``); the shipped alerting rules are ``infra/prometheus/rules.yml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from agents.app import app
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+CAM = ["camera_id"]
+
+evaluations = Counter("footfall_alert_evaluations", "Rule evaluations (one rule on one value)", registry=REGISTRY)
+transitions = Counter("footfall_alert_transitions", "Incidents fired or resolved", ["kind"], registry=REGISTRY)
+deliveries = Counter(
+    "footfall_alert_deliveries",
+    "Notifications by outcome (delivered, dead_lettered) and event",
+    ["outcome", "event"],
+    registry=REGISTRY,
+)
+stream_quality = Gauge("footfall_camera_stream_quality", "Stream quality score 0..1 (core.alerting)", CAM,
+                       registry=REGISTRY)  # fmt: skip
+offline_seconds = Gauge("footfall_camera_offline_seconds", "Seconds since the camera last reported online", CAM,
+                        registry=REGISTRY)  # fmt: skip
+processing_lag = Gauge(
+    "footfall_camera_processing_lag_seconds", "Capture -> counted for the camera's newest frame", CAM, registry=REGISTRY
+)
+
+
+@app.page("/metrics")
+async def metrics_page(web: Any, request: Any) -> Any:
+    return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -1,0 +1,278 @@
+"""Alerting end to end on a real broker: rules on the compacted topic, a Faust worker evaluating
+them, a local webhook receiver (signatures verified) and a local SMTP server.
+
+Each test scopes its rules to its own cameras, so the tests share one worker (one start-up) and
+stay apart; the SIGKILL test has its own worker. Cameras "send" stream-stats from a heartbeat
+thread while they are listed in ``Heartbeat.live``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+
+import pytest
+from agents_helpers import Scratch, Worker, drain, produce, values
+from alert_helpers import SECRET, Mailbox, Receiver, rule, stats, wait_for
+
+from models.records import AlertEvent, CameraConfig, OccupancySample, Zone
+
+pytestmark = pytest.mark.integration
+
+
+class Heartbeat:
+    """Stream-stats every 0.3 s for the cameras in ``live`` (a camera left out goes silent)."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.scratch, self.live = scratch, set[str]()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        p = Producer({"bootstrap.servers": self.scratch.bootstrap, "linger.ms": 5})
+        topic = self.scratch.topic("stream-stats")
+        while not self.stop.is_set():
+            now = time.time()
+            for cam in list(self.live):
+                p.produce(topic, key=cam.encode(), value=stats(cam, now).to_json())
+            p.poll(0)
+            time.sleep(0.3)
+        p.flush(10)
+
+
+@pytest.fixture(scope="module")
+def world(stack, tmp_path_factory):
+    scratch = Scratch(stack.bootstrap)
+    receiver, mailbox = Receiver().start(), Mailbox().start()
+    beat = Heartbeat(scratch)
+    beat.thread.start()
+    env = alerting_env(mailbox)
+    worker = Worker(scratch, tmp_path_factory.mktemp("alerting"), env=env).start()
+    try:
+        worker.wait_ready()
+        yield scratch, receiver, mailbox, beat, worker
+    finally:
+        beat.stop.set()
+        worker.stop()
+        receiver.stop()
+        mailbox.stop()
+        scratch.close()
+
+
+def alerting_env(mailbox: Mailbox) -> dict[str, str]:
+    return {
+        "FOOTFALL_ALERTING__STARTUP_GRACE_S": "0",
+        "FOOTFALL_ALERTING__TICK_S": "0.25",
+        "FOOTFALL_ALERTING__WEBHOOK_SECRET": SECRET,
+        "FOOTFALL_ALERTING__SMTP_PORT": str(mailbox.port),
+        "FOOTFALL_ALERTING__BACKOFF_BASE_S": "0.2",
+        "FOOTFALL_ALERTING__BACKOFF_CAP_S": "0.5",
+        "FOOTFALL_ALERTING__DELIVERY_ATTEMPTS": "5",
+    }
+
+
+def publish_rule(scratch: Scratch, r) -> None:
+    produce(scratch.bootstrap, scratch.topic("alert-rules"), [(r.rule_id, r.to_json())])
+
+
+def alerts_of(scratch: Scratch, camera: str) -> dict[str, dict]:
+    """The newest record per alert id of one camera, from the alerts topic."""
+    out: dict[str, dict] = {}
+    for a in values(drain(scratch.bootstrap, scratch.topic("alerts"), idle_s=3, timeout_s=20)):
+        if a.get("camera_id") == camera:
+            out[a["alert_id"]] = a
+    return out
+
+
+def cam_id() -> str:
+    return f"cam-{uuid.uuid4().hex[:8]}"
+
+
+def test_offline_camera_fires_once_delivers_once_and_resolves_by_itself(world):
+    scratch, receiver, mailbox, beat, worker = world
+    cam = cam_id()
+    hook = f"/offline/{cam}"
+    publish_rule(scratch, rule(f"off-{cam}", cam, channels=[f"webhook:{receiver.url(hook)}", "email:ops@example.org"]))
+    beat.live.add(cam)
+    time.sleep(2.0)
+    assert receiver.delivered(hook) == []  # online: nothing
+    beat.live.discard(cam)  # the camera stops sending anything at all
+    silent_at = time.time()
+    wait_for("the offline alert", lambda: receiver.delivered(hook), timeout=30, tail=worker.tail)
+    assert time.time() - silent_at >= 3.0  # not before the rule's window
+    time.sleep(2.0)  # more evaluations: still one alert
+    fired = receiver.delivered(hook)
+    assert len(fired) == 1 and fired[0].signed_ok
+    assert fired[0].body["event"] == "fired" and fired[0].body["alert"]["camera_id"] == cam
+    alert_id = fired[0].body["alert"]["alert_id"]
+    assert fired[0].headers["Idempotency-Key"] == f"{alert_id}:fired"
+    wait_for("the e-mail", lambda: f"{alert_id}:fired" in mailbox.idempotency_keys(), tail=worker.tail)
+
+    beat.live.add(cam)  # back
+    wait_for("the resolution", lambda: len(receiver.delivered(hook)) == 2, tail=worker.tail)
+    wait_for("the resolution e-mail", lambda: f"{alert_id}:resolved" in mailbox.idempotency_keys(), tail=worker.tail)
+    time.sleep(1.5)
+    assert receiver.keys(hook) == [f"{alert_id}:fired", f"{alert_id}:resolved"]
+    mails = Counter(mailbox.idempotency_keys())
+    assert mails[f"{alert_id}:fired"] == 1 and mails[f"{alert_id}:resolved"] == 1
+    alerts = wait_for("the resolved alert", lambda: (a := alerts_of(scratch, cam)) and
+                      next(iter(a.values()))["status"] == "resolved" and a)  # fmt: skip
+    assert list(alerts) == [alert_id]
+    [a] = alerts.values()
+    assert a["severity"] == "critical" and a["title"] == f"Camera {cam} is offline"
+    assert [e["action"] for e in a["log"]] == ["fired", "resolved"]
+
+    health = [h for h in values(drain(scratch.bootstrap, scratch.topic("camera-health"), idle_s=3, timeout_s=20))
+              if h["camera_id"] == cam]  # fmt: skip
+    assert health and all(h["stream_quality_score"] == 1.0 and h["offline_s"] == 0.0 for h in health)
+
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:  # Prometheus text format
+        text = resp.read().decode()
+    assert 'footfall_alert_transitions_total{kind="fired"}' in text
+    assert 'footfall_alert_deliveries_total{event="resolved",outcome="delivered"}' in text
+    assert f'footfall_camera_stream_quality{{camera_id="{cam}"}} 1.0' in text
+
+
+def test_failing_webhook_is_retried_dead_lettered_and_does_not_stop_evaluation(world):
+    scratch, receiver, _mailbox, beat, worker = world
+    flaky, dead, good = cam_id(), cam_id(), cam_id()
+    receiver.fail[f"/flaky/{flaky}"] = 3  # fails 3 times, then succeeds
+    receiver.fail[f"/dead/{dead}"] = -1  # never succeeds
+    for cam, path in ((flaky, "/flaky/"), (dead, "/dead/"), (good, "/good/")):
+        publish_rule(scratch, rule(f"off-{cam}", cam, channels=[f"webhook:{receiver.url(path + cam)}"]))
+        beat.live.add(cam)
+    time.sleep(1.5)
+    for cam in (flaky, dead, good):
+        beat.live.discard(cam)
+    wait_for("the good camera's alert", lambda: receiver.delivered(f"/good/{good}"), tail=worker.tail)
+    wait_for("the flaky webhook's alert", lambda: receiver.delivered(f"/flaky/{flaky}"), tail=worker.tail)
+    time.sleep(1.0)
+    assert len(receiver.delivered(f"/flaky/{flaky}")) == 1
+    assert len([h for h in receiver.hits if h.path == f"/flaky/{flaky}"]) == 4
+
+    def dead_letters():
+        msgs = values(drain(scratch.bootstrap, scratch.topic("dead-letter"), idle_s=3, timeout_s=20))
+        return [d for d in msgs if d.get("key", "").startswith(f"off-{dead}|{dead}@")]
+
+    [dl] = wait_for("the dead letter", dead_letters, timeout=30, tail=worker.tail)
+    assert "500" in dl["error"] and "5 attempt" in dl["error"]
+    assert len([h for h in receiver.hits if h.path == f"/dead/{dead}"]) == 5
+
+
+def test_escalation_after_the_delay_unless_acknowledged(world):
+    scratch, receiver, _mailbox, beat, worker = world
+    lonely, watched = cam_id(), cam_id()
+    for cam in (lonely, watched):
+        publish_rule(
+            scratch,
+            rule(f"off-{cam}", cam, channels=[f"webhook:{receiver.url('/first/' + cam)}"], escalation_delay_s=3.0,
+                 escalation_channels=[f"webhook:{receiver.url('/escalate/' + cam)}"]),
+        )  # fmt: skip
+        beat.live.add(cam)
+    time.sleep(1.5)
+    beat.live.discard(lonely)
+    beat.live.discard(watched)
+    fired = wait_for("the watched camera's alert", lambda: receiver.delivered(f"/first/{watched}"), tail=worker.tail)
+    alert_id = fired[0].body["alert"]["alert_id"]
+    ack = AlertEvent(alert_id=alert_id, kind="acknowledge", at=time.time(), by="alice", note="on my way")
+    produce(scratch.bootstrap, scratch.topic("alert-events"), [(alert_id, ack.to_json())])
+    wait_for("the escalation", lambda: receiver.delivered(f"/escalate/{lonely}"), timeout=30, tail=worker.tail)
+    time.sleep(3.0)
+    assert receiver.delivered(f"/escalate/{watched}") == []
+    [esc] = receiver.delivered(f"/escalate/{lonely}")
+    assert esc.body["event"] == "escalated"
+    a = wait_for("the acknowledged alert", lambda: alerts_of(scratch, watched).get(alert_id, {}).get("acknowledged_by"))
+    assert a == "alice"
+
+
+def test_rule_change_applies_without_restart(world):
+    scratch, receiver, _mailbox, beat, worker = world
+    cam = cam_id()
+    hook = f"/change/{cam}"
+    r = rule(f"off-{cam}", cam, threshold=3600.0, channels=[f"webhook:{receiver.url(hook)}"])
+    publish_rule(scratch, r)
+    beat.live.add(cam)
+    time.sleep(1.0)
+    beat.live.discard(cam)
+    time.sleep(5.0)
+    assert receiver.delivered(hook) == []  # an hour's threshold: not yet
+    publish_rule(scratch, rule(r.rule_id, cam, threshold=2.0, channels=r.channels))
+    wait_for("the alert under the changed rule", lambda: receiver.delivered(hook), timeout=20, tail=worker.tail)
+
+
+def test_zone_above_its_own_alert_threshold(world):
+    """An occupancy rule without a threshold uses the zone's alert_threshold_pct (from the camera's
+    config on the camera-config topic)."""
+    scratch, receiver, _mailbox, _beat, worker = world
+    cam = cam_id()
+    hook = f"/zone/{cam}"
+    config = CameraConfig(camera_id=cam, zones=[Zone(zone_id="hall", polygon=[[0, 0], [9, 0], [9, 9]], capacity=10,
+                                                        alert_threshold_pct=80.0)])  # fmt: skip
+    produce(scratch.bootstrap, scratch.topic("camera-config"), [(cam, config.to_json())])
+    wait_for("the config", lambda: cam in worker.get("/footfall/configs/")[1].get("configs", []), tail=worker.tail)
+    publish_rule(scratch, rule(f"zone-{cam}", cam, metric="occupancy_pct", comparison=">=", threshold=None,
+                               channels=[f"webhook:{receiver.url(hook)}"]))  # fmt: skip
+    time.sleep(1.0)
+
+    def sample(pct: float) -> tuple[str, bytes]:
+        at = time.time()
+        occ = OccupancySample(camera_id=cam, zone_id="hall", at=at, count=int(pct / 10), capacity=10, capacity_pct=pct)
+        return cam, occ.to_json()
+
+    produce(scratch.bootstrap, scratch.topic("occupancy"), [sample(50.0)])
+    time.sleep(1.5)
+    assert receiver.delivered(hook) == []
+    produce(scratch.bootstrap, scratch.topic("occupancy"), [sample(90.0)])
+    [fired] = wait_for("the occupancy alert", lambda: receiver.delivered(hook), tail=worker.tail)
+    assert fired.body["alert"]["zone_id"] == "hall" and fired.body["alert"]["threshold"] == 80.0
+    produce(scratch.bootstrap, scratch.topic("occupancy"), [sample(70.0)])
+    wait_for("the resolution", lambda: len(receiver.delivered(hook)) == 2, tail=worker.tail)
+    assert receiver.delivered(hook)[1].body["event"] == "resolved"
+
+
+def test_sigkill_between_firing_and_delivery_sends_one_notification(stack, tmp_path):
+    """The webhook keeps failing while the worker has fired; the worker is killed with kill -9,
+    restarted, and the webhook recovers: one alert, one delivered key, nothing lost."""
+    scratch = Scratch(stack.bootstrap)
+    receiver, mailbox = Receiver().start(), Mailbox().start()
+    beat = Heartbeat(scratch)
+    beat.thread.start()
+    env = alerting_env(mailbox) | {"FOOTFALL_ALERTING__BACKOFF_BASE_S": "1", "FOOTFALL_ALERTING__BACKOFF_CAP_S": "1"}
+    worker = Worker(scratch, tmp_path, env=env).start()
+    cam = cam_id()
+    hook = f"/kill/{cam}"
+    try:
+        worker.wait_ready()
+        publish_rule(scratch, rule(f"off-{cam}", cam, channels=[f"webhook:{receiver.url(hook)}"]))
+        receiver.fail[hook] = -1
+        beat.live.add(cam)
+        time.sleep(1.5)
+        beat.live.discard(cam)
+        wait_for("a first delivery attempt", lambda: [h for h in receiver.hits if h.path == hook], tail=worker.tail)
+        worker.kill()  # fired, not delivered
+        receiver.fail[hook] = 0
+        time.sleep(1.0)
+        worker = Worker(scratch, tmp_path, name="w2", env=env).start()
+        worker.wait_ready()
+        wait_for("the delivery after the restart", lambda: receiver.delivered(hook), timeout=60, tail=worker.tail)
+        time.sleep(2.0)
+        worker.kill()  # between two evaluations, with the alert open
+        worker = Worker(scratch, tmp_path, name="w3", env=env).start()
+        worker.wait_ready()
+        time.sleep(4.0)
+        keys = set(receiver.keys(hook))
+        assert len(keys) == 1 and next(iter(keys)).endswith(":fired"), receiver.keys(hook)
+        events = values(drain(stack.bootstrap, scratch.topic("alert-events"), idle_s=3, timeout_s=20))
+        assert len({e["alert_id"] for e in events if e["kind"] == "fired"}) == 1
+        assert list(alerts_of(scratch, cam)) == [next(iter(keys)).rsplit(":", 1)[0]]
+    finally:
+        beat.stop.set()
+        worker.stop()
+        receiver.stop()
+        mailbox.stop()
+        scratch.close()
