@@ -1,5 +1,5 @@
 # The two README commands: `make run` (the main job) and `make test` (the whole test suite).
-# Everything else is a step of those. Services: kafka, db, redis (e.g. `make down S=db`).
+# Everything else is a step of those. Services: kafka, db, redis, prometheus (e.g. `make down S=db`).
 PY := .venv/bin/python
 S ?=
 PYTEST_ARGS ?=
@@ -10,7 +10,7 @@ ARGS ?=
 setup:  ## install Debian packages, .venv, Kafka jars and npm packages (idempotent)
 	@bash infra/local/bootstrap.sh
 
-up: setup  ## start the local stack (Kafka, TimescaleDB, Redis) and wait until it answers
+up: setup  ## start the local stack (Kafka, TimescaleDB, Redis, Prometheus) and wait until it answers
 	@$(PY) -m infra.local up $(S)
 
 down:  ## stop the local stack (data is kept under .local/)

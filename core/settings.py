@@ -46,6 +46,7 @@ class HttpSettings(BaseModel):
     api_port: int = 8080  # HTTP API (issue 5)
     worker_web_port: int = 6066  # Faust web views
     metrics_port: int = 9108  # Prometheus metrics of the grabbers
+    prometheus_port: int = 9090  # Prometheus of the local stack (infra/local; docker-compose's too)
 
 
 class WorkerSettings(BaseModel):

@@ -195,6 +195,7 @@ footfall is running: {source.name} -> Kafka ({settings.kafka.bootstrap}) -> work
   API          http://{host}:{api}/docs   (e.g. curl 'http://{host}:{api}/api/v1/cameras')
   live push    ws://{host}:{api}/api/v1/live/ws?camera_id=<id>
   database     {_redacted_db(settings)}   (tables crossing_events, line_counts_1m, crossings_1h ...)
+  prometheus   http://127.0.0.1:{settings.http.prometheus_port}/targets   (worker metrics; alerts at /alerts)
   logs         {logs}/
 Counts so far are printed every {args.report_every:.0f} s; Ctrl-C stops.
 """,

@@ -1,6 +1,6 @@
-"""The local stack: real Kafka, TimescaleDB and Redis on loopback, no Docker.
+"""The local stack: real Kafka, TimescaleDB, Redis and Prometheus on loopback, no Docker.
 
-``python -m infra.local up|down|status|fetch [kafka|db|redis|pglite|pgbouncer ...]``
+``python -m infra.local up|down|status|fetch [kafka|db|redis|prometheus|pglite|pgbouncer ...]``
 
 - Kafka: Apache Kafka's own jars (version pinned in ``pom.xml``) fetched by Maven into
   ``<local_dir>/kafka/libs``, one KRaft node (controller + broker) on 127.0.0.1:9092 / 9093,
@@ -8,6 +8,11 @@
 - db: PGlite with TimescaleDB (WASM, ``pglite-server.mjs``) on 127.0.0.1:5433 behind pgbouncer
   (transaction pooling, one server connection) on 127.0.0.1:5432, SCRAM auth for ``footfall``.
 - Redis: Debian's ``redis-server`` on 127.0.0.1:6379, append-only file on.
+- Prometheus: Debian's ``prometheus`` on 127.0.0.1:9090 (``FOOTFALL_HTTP__PROMETHEUS_PORT``), config
+  generated in ``<local_dir>/prometheus/prometheus.yml``: jobs ``worker`` (127.0.0.1:6066/metrics)
+  and ``grabber`` (127.0.0.1:9108/metrics), as in docker-compose, plus itself; rules from
+  ``infra/prometheus/rules.yml``; TSDB in ``<local_dir>/prometheus/data``, kept 7 days. The HTTP
+  API is not scraped: it has no Prometheus endpoint. Starts in ~0.3 s, so every ``up`` includes it.
 
 All data and logs live under ``Settings.local_dir`` (``.local/`` by default).
 

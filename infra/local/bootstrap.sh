@@ -11,13 +11,16 @@ cd "$(dirname "$0")/../.."
 declare -A NEED_CMD=(
   [java]=openjdk-17-jre-headless [mvn]=maven [node]=nodejs [npm]=npm
   [redis-server]=redis-server [pgbouncer]=pgbouncer [ffmpeg]=ffmpeg
+  # Prometheus of the local stack; promtool checks and unit-tests infra/prometheus/rules.yml.
+  [prometheus]=prometheus [promtool]=prometheus
 )
 # Shared libraries OpenCV (pulled in by ultralytics) loads.
 NEED_LIB=(libgl1 libglib2.0-0)
 
 missing=()
 for cmd in "${!NEED_CMD[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED_CMD[$cmd]}")
+  pkg=${NEED_CMD[$cmd]}
+  command -v "$cmd" >/dev/null 2>&1 || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 done
 for pkg in "${NEED_LIB[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -31,8 +34,8 @@ if ((${#missing[@]})); then
   fi
   echo "bootstrap: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Keep apt from starting the system redis/pgbouncer services: the local stack runs its own on
-  # the same ports.
+  # Keep apt from starting the system redis/pgbouncer/prometheus services: the local stack runs its
+  # own on the same ports.
   policy=/usr/sbin/policy-rc.d
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"

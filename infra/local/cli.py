@@ -1,5 +1,6 @@
-"""``python -m infra.local up|down|status|fetch [service...]``; services: kafka, db, redis
-(and pglite / pgbouncer, the two halves of db). Exit status 0 only on success / all healthy."""
+"""``python -m infra.local up|down|status|fetch [service...]``; services: kafka, db, redis,
+prometheus (and pglite / pgbouncer, the two halves of db). Exit status 0 only on success / all
+healthy."""
 
 from __future__ import annotations
 

@@ -2,12 +2,16 @@
 
 Ports not in Settings are derived: the KRaft controller listens on the broker port + 1 and PGlite
 on the pgbouncer port + 1 (9093 and 5433 by default), so a second stack started with other ports
-in the environment never collides with the first.
+in the environment never collides with the first. Prometheus listens on
+``FOOTFALL_HTTP__PROMETHEUS_PORT`` and scrapes footfall's own processes where Settings puts them:
+the worker's web port and the grabbers' metrics port, on loopback.
 
 >>> from core.settings import Settings
 >>> lay = Layout.from_settings(Settings(local_dir="/tmp/ff"))
->>> (lay.kafka_port, lay.controller_port, lay.pgbouncer_port, lay.pglite_port, lay.redis_port)
+>>> (lay.kafka_port, lay.controller_port, lay.db.port, lay.pglite_port, lay.redis_port)
 (9092, 9093, 5432, 5433, 6379)
+>>> (lay.prometheus_port, lay.worker_web_port, lay.grabber_metrics_port)
+(9090, 6066, 9108)
 >>> str(lay.proc_dir("kafka"))
 '/tmp/ff/kafka'
 """
@@ -24,6 +28,8 @@ from core.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
+# Recording and alerting rules the project ships; the local Prometheus and docker-compose's load them.
+PROMETHEUS_RULES = HERE.parent / "prometheus" / "rules.yml"
 PGLITE_SERVER = HERE / "pglite-server.mjs"
 NODE_MODULES = HERE / "node_modules"
 # Unix user pgbouncer runs as when the stack is started by root (pgbouncer refuses to run as root).
@@ -103,6 +109,9 @@ class Layout:
     redis_port: int
     topic_prefix: str
     partitions: int
+    prometheus_port: int
+    worker_web_port: int
+    grabber_metrics_port: int
 
     @classmethod
     def from_settings(cls, s: Settings) -> Layout:
@@ -122,6 +131,9 @@ class Layout:
             redis_port=redis.port or 6379,
             topic_prefix=s.kafka.topic_prefix,
             partitions=s.kafka.partitions,
+            prometheus_port=s.http.prometheus_port,
+            worker_web_port=s.http.worker_web_port,
+            grabber_metrics_port=s.http.metrics_port,
         )
 
     @property

@@ -69,3 +69,18 @@ def redis_ping(host: str, port: int, timeout_s: float = 2.0) -> None:
             raise RuntimeError("PING did not answer PONG")
     finally:
         client.close()
+
+
+def prometheus_ready(host: str, port: int, timeout_s: float = 2.0) -> None:
+    """``GET /-/ready``: 200 once the TSDB is open and the configuration (rules included) loaded."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{host}:{port}/-/ready"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a loopback http URL
+            status = resp.status
+    except urllib.error.HTTPError as exc:  # 503 while starting up
+        status = exc.code
+    if status != 200:
+        raise RuntimeError(f"{url} answered HTTP {status}")

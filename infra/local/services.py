@@ -1,7 +1,7 @@
-"""The four processes of the local stack: what each needs, how it starts, how we know it answers.
+"""The five processes of the local stack: what each needs, how it starts, how we know it answers.
 
-Services as users name them map onto processes: ``kafka``, ``redis``, and ``db`` = ``pglite``
-(TimescaleDB in WASM) + ``pgbouncer`` (the pool clients connect to). ``pglite`` and
+Services as users name them map onto processes: ``kafka``, ``redis``, ``prometheus``, and ``db`` =
+``pglite`` (TimescaleDB in WASM) + ``pgbouncer`` (the pool clients connect to). ``pglite`` and
 ``pgbouncer`` can also be named on their own, e.g. to restart the database behind the pool.
 """
 
@@ -15,7 +15,15 @@ import subprocess
 from pathlib import Path
 
 from infra.local import configs, probes
-from infra.local.layout import NODE_MODULES, PGBOUNCER_USER, PGLITE_SERVER, POM, Layout, kafka_version
+from infra.local.layout import (
+    NODE_MODULES,
+    PGBOUNCER_USER,
+    PGLITE_SERVER,
+    POM,
+    PROMETHEUS_RULES,
+    Layout,
+    kafka_version,
+)
 from infra.local.procs import port_open
 
 # Debian package to install for each program the stack runs.
@@ -25,6 +33,7 @@ APT_PACKAGE = {
     "node": "nodejs",
     "npm": "npm",
     "pgbouncer": "pgbouncer",
+    "prometheus": "prometheus",
     "redis-server": "redis-server",
 }
 
@@ -267,12 +276,54 @@ class Redis(Proc):
         probes.redis_ping(self.lay.redis_host, self.lay.redis_port)
 
 
+class Prometheus(Proc):
+    """Debian's ``prometheus`` on loopback: scrapes the worker and grabber metrics ports and
+    evaluates ``infra/prometheus/rules.yml`` (no Alertmanager: alerts show at ``/alerts``)."""
+
+    name = "prometheus"
+    binaries = ("prometheus",)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "prometheus.yml"
+
+    def ports(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", self.lay.prometheus_port)]
+
+    @property
+    def token(self) -> str:
+        return str(self.config)
+
+    def prepare(self) -> None:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        _write(self.config, configs.prometheus_yml(self.lay, PROMETHEUS_RULES))
+
+    def command(self) -> list[str]:
+        return [
+            require_binary(self.name, "prometheus"),
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            "--storage.tsdb.retention.time=7d",
+            f"--web.listen-address=127.0.0.1:{self.lay.prometheus_port}",
+        ]
+
+    def probe(self) -> None:
+        probes.prometheus_ready("127.0.0.1", self.lay.prometheus_port)
+
+
 # Start order; stopped in reverse.
-PROCS: dict[str, type[Proc]] = {"redis": Redis, "pglite": PGlite, "pgbouncer": PgBouncer, "kafka": Kafka}
+PROCS: dict[str, type[Proc]] = {
+    "redis": Redis,
+    "pglite": PGlite,
+    "pgbouncer": PgBouncer,
+    "kafka": Kafka,
+    "prometheus": Prometheus,
+}
 SERVICES: dict[str, tuple[str, ...]] = {
     "kafka": ("kafka",),
     "db": ("pglite", "pgbouncer"),
     "redis": ("redis",),
+    "prometheus": ("prometheus",),
     "pglite": ("pglite",),
     "pgbouncer": ("pgbouncer",),
 }

@@ -243,7 +243,7 @@ def test_status_exits_0_when_all_healthy(stack):
     result = run_cli("status")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [ln.split()[0] for ln in lines] == ["redis", "pglite", "pgbouncer", "kafka"]
+    assert [ln.split()[0] for ln in lines] == ["redis", "pglite", "pgbouncer", "kafka", "prometheus"]
     assert all(" running " in ln and "pid " in ln and "log " in ln for ln in lines)
 
 

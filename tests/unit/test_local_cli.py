@@ -26,6 +26,7 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
         "FOOTFALL_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "FOOTFALL_DATABASE__URL": f"postgresql://footfall:footfall@127.0.0.1:{free_port()}/footfall",
         "FOOTFALL_REDIS__URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FOOTFALL_HTTP__PROMETHEUS_PORT": str(free_port()),
     }
     return subprocess.run(
         [sys.executable, "-m", "infra.local", *args],
@@ -70,6 +71,17 @@ def test_a_missing_program_says_how_to_install_it(tmp_path: Path):
     assert "apt-get install -y redis-server" in line and "bootstrap.sh" in line
 
 
+def test_a_missing_prometheus_says_how_to_install_it(tmp_path: Path):
+    line = one_error_line(run_cli(tmp_path, "up", "prometheus", PATH=str(tmp_path / "empty-bin")))
+    assert "prometheus: `prometheus` not found on PATH" in line
+    assert "apt-get install -y prometheus" in line
+
+
+def test_a_taken_prometheus_port_is_named(tmp_path: Path, taken_port: int):
+    line = one_error_line(run_cli(tmp_path, "up", "prometheus", FOOTFALL_HTTP__PROMETHEUS_PORT=str(taken_port)))
+    assert f"prometheus: port {taken_port} on 127.0.0.1 is already taken by another process" in line
+
+
 def test_a_remote_bootstrap_is_refused_naming_the_variable(tmp_path: Path):
     line = one_error_line(run_cli(tmp_path, "status", FOOTFALL_KAFKA__BOOTSTRAP="kafka:9092"))
     assert "FOOTFALL_KAFKA__BOOTSTRAP: host 'kafka' is not a loopback address" in line
@@ -82,4 +94,4 @@ def test_an_unknown_service_is_refused(tmp_path: Path):
 def test_down_of_a_stack_that_is_not_running_is_fine(tmp_path: Path):
     result = run_cli(tmp_path, "down")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("was not running") == 4
+    assert result.stdout.count("was not running") == 5

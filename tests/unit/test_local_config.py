@@ -146,7 +146,7 @@ def test_redis_keeps_an_append_only_file_under_local_dir(lay: Layout):
 
 
 def test_services_expand_to_processes_in_start_order():
-    assert expand([]) == ["redis", "pglite", "pgbouncer", "kafka"]
+    assert expand([]) == ["redis", "pglite", "pgbouncer", "kafka", "prometheus"]
     assert expand(["db"]) == ["pglite", "pgbouncer"]
     assert expand(["kafka", "redis"]) == ["redis", "kafka"]
     with pytest.raises(StackError, match="zookeeper: unknown service; known: kafka, db, redis"):
