@@ -66,6 +66,7 @@ def test_dashboards_exist_and_use_the_provisioned_datasource():
         "footfall-live.json",
         "footfall-trends.json",
         "footfall-camera-health.json",
+        "footfall-monitoring.json",
     }
     ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "timescaledb.yml").read_text())["datasources"][0]
     assert ds["jsonData"]["timescaledb"] is True and "$FOOTFALL_DB_PASSWORD" in ds["secureJsonData"]["password"]
@@ -118,8 +119,29 @@ def seeded(stack):
                 " VALUES (time_bucket('1 minute', to_timestamp(%s)), %s, 'door', 'in', %s, now())",
                 (t, cam, i),
             )
+            conn.execute(
+                "INSERT INTO camera_health (at, camera_id, status, stream_quality_score, frame_drop_pct, offline_s,"
+                " processing_lag_ms) VALUES (to_timestamp(%s), %s, %s, %s, %s, 0, %s)",
+                (t, cam, "degraded" if i % 5 == 0 else "online", 0.6 + 0.02 * i, 0.5 * (i % 4), 200 + 20 * i),
+            )
+        # An alert at each step of its lifecycle, so open alerts and resolution times have rows.
+        for i, (status, severity) in enumerate(
+            [("active", "critical"), ("acknowledged", "warning"), ("resolved", "error"), ("closed", "warning")]
+        ):
+            t = now - 600 * (i + 1)
+            ack = t + 60 if status != "active" else None
+            res = t + 300 if status in ("resolved", "closed") else None
+            closed = t + 400 if status == "closed" else None
+            conn.execute(
+                "INSERT INTO alerts (triggered_at, alert_id, rule, camera_id, severity, status, title, updated_at,"
+                " acknowledged_at, acknowledged_by, resolved_at, closed_at) VALUES (to_timestamp(%s), %s,"
+                " 'poor_stream_quality', %s, %s, %s, 'test alert', to_timestamp(%s), to_timestamp(%s), %s,"
+                " to_timestamp(%s), to_timestamp(%s))",
+                (t, f"{cam}:a{i}", cam, severity, status, closed or res or ack or t, ack, ack and "gf", res, closed),
+            )
         yield cam
-        for table in ("crossing_events", "occupancy_samples", "stream_stats", "line_counts_1m"):
+        tables = ("crossing_events", "occupancy_samples", "stream_stats", "line_counts_1m", "camera_health", "alerts")
+        for table in tables:
             conn.execute(f"DELETE FROM {table} WHERE camera_id = %s", (cam,))
 
 
@@ -142,6 +164,14 @@ MUST_HAVE_ROWS = {
     "Processed frames per second",
     "Uptime per hour",
     "Model inference p95",
+    "Camera health now",
+    "Stream quality score",
+    "Processing lag",
+    "Frame drop %",
+    "Model performance: inference p95 by model",
+    "Active alerts",
+    "Alerts per hour by severity",
+    "Alert resolution times",
 }
 
 
@@ -160,6 +190,8 @@ def test_panel_sql_runs_with_expected_columns(pg, seeded, dashboard, panel, targ
         assert cols and len(set(cols)) == len(cols), cols
     if panel["title"] in MUST_HAVE_ROWS:
         assert rows, f"{dashboard}: {panel['title']} shows nothing for a camera with fresh data"
+        if "camera_id" in cols:
+            assert seeded in {r[cols.index("camera_id")] for r in rows}, f"{dashboard}: {panel['title']}"
 
 
 def test_camera_variable_lists_the_seeded_camera(pg, seeded):
