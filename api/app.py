@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api.metrics import install as install_metrics
 from api.queries import ParamError
 from api.store import PasswordStorageError
 from core.settings import Settings, get_settings
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0
     app.state.settings = settings or get_settings()
     app.state.publish_timeout_s = publish_timeout_s
     install_error_handlers(app)
+    app.state.metrics = install_metrics(app)
     for module in (health, cameras, analytics, monitoring, alerts, live):
         app.include_router(module.router)
     return app

@@ -193,6 +193,10 @@ scrape_configs:
   - job_name: grabber
     static_configs:
       - targets: ["127.0.0.1:{lay.grabber_metrics_port}"]
+  # The API: GET /metrics on FOOTFALL_HTTP__API_PORT (api/metrics.py).
+  - job_name: api
+    static_configs:
+      - targets: ["127.0.0.1:{lay.api_port}"]
   # The Faust worker: GET /metrics on FOOTFALL_HTTP__WORKER_WEB_PORT (agents/metrics.py).
   - job_name: worker
     static_configs:

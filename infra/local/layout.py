@@ -112,6 +112,7 @@ class Layout:
     prometheus_port: int
     worker_web_port: int
     grabber_metrics_port: int
+    api_port: int
 
     @classmethod
     def from_settings(cls, s: Settings) -> Layout:
@@ -134,6 +135,7 @@ class Layout:
             prometheus_port=s.http.prometheus_port,
             worker_web_port=s.http.worker_web_port,
             grabber_metrics_port=s.http.metrics_port,
+            api_port=s.http.api_port,
         )
 
     @property

@@ -277,7 +277,7 @@ class Redis(Proc):
 
 
 class Prometheus(Proc):
-    """Debian's ``prometheus`` on loopback: scrapes the worker and grabber metrics ports and
+    """Debian's ``prometheus`` on loopback: scrapes the worker, API and grabber metrics ports and
     evaluates ``infra/prometheus/rules.yml`` (no Alertmanager: alerts show at ``/alerts``)."""
 
     name = "prometheus"

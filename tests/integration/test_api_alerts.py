@@ -131,3 +131,12 @@ def test_rule_ids_never_leak_channel_secrets_in_errors(env):
     r = env.client.post("/api/v1/alert-rules", json=body, headers=AUTH)
     assert r.status_code == 422 and r.json()["field"] == "channels[1]"
     assert "SECRETTOKEN" not in r.text
+
+
+def test_prometheus_metrics_count_requests_by_route_template(env):
+    env.client.get("/api/v1/alert-rules/camera_offline")
+    env.client.get(f"/api/v1/alert-rules/{uuid.uuid4().hex}")  # a 404, same route template
+    text = env.client.get("/metrics").text
+    assert 'footfall_api_requests_total{method="GET",route="/api/v1/alert-rules/{rule_id}",status="2xx"}' in text
+    assert 'footfall_api_requests_total{method="GET",route="/api/v1/alert-rules/{rule_id}",status="4xx"}' in text
+    assert "footfall_api_request_duration_seconds_bucket" in text

@@ -89,13 +89,14 @@ def jobs(config: dict) -> dict[str, list[str]]:
     }
 
 
-def test_local_config_scrapes_the_worker_and_grabber_on_loopback(local_config: Path):
+def test_local_config_scrapes_the_worker_grabber_and_api_on_loopback(local_config: Path):
     local = yaml.safe_load(local_config.read_text())
     s = Settings(_env_file=None)
     assert jobs(local) == {
         "prometheus": [f"127.0.0.1:{s.http.prometheus_port}"],
         "grabber": [f"127.0.0.1:{s.http.metrics_port}"],
         "worker": [f"127.0.0.1:{s.http.worker_web_port}"],
+        "api": [f"127.0.0.1:{s.http.api_port}"],
     }
     assert local["rule_files"] == [str(RULES)]
     # the same job names as docker-compose's, so the rules (up{job=...}) mean the same on both
