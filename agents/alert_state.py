@@ -30,6 +30,8 @@ class CameraAlerts:
     last_online_at: float | None = None
     counters: dict[str, Any] = field(default_factory=dict)  # the previous report's totals and its grabber
     states: dict[str, core.RuleState] = field(default_factory=dict)  # fingerprint -> state
+    # the detections the drift score compares with: {"model", "confidence": [...], "height": [...]}
+    baseline: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
         """Written on every stream-stats report, so by hand (``dataclasses.asdict`` was 2/3 of the
@@ -41,6 +43,7 @@ class CameraAlerts:
                 "first_seen_at": self.first_seen_at,
                 "last_online_at": self.last_online_at,
                 "counters": self.counters,
+                "baseline": self.baseline,
                 "states": {fp: [getattr(s, f) for f in _STATE_FIELDS] for fp, s in self.states.items()},
             }
         )
@@ -53,6 +56,35 @@ class CameraAlerts:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(core.RuleState))
+
+
+@dataclass
+class DetectionProfile:
+    """Histograms of one camera's detections since the drift score last looked (confidence and box
+    height, bins of :data:`core.alerting.CONFIDENCE_EDGES` / :data:`HEIGHT_EDGES_PX`). Fed by the
+    counting agent with every frame, read by the evaluator at each stream-stats report."""
+
+    confidence: list[int] = field(default_factory=lambda: [0] * (len(core.CONFIDENCE_EDGES) - 1))
+    height: list[int] = field(default_factory=lambda: [0] * (len(core.HEIGHT_EDGES_PX) - 1))
+    detections: int = 0
+
+    def add(self, boxes: Any) -> None:
+        for _x1, y1, _x2, y2, conf in boxes:
+            self.confidence[core.bin_index(conf, core.CONFIDENCE_EDGES)] += 1
+            self.height[core.bin_index(y2 - y1, core.HEIGHT_EDGES_PX)] += 1
+        self.detections += len(boxes)
+
+
+def drift(cam: CameraAlerts, profile: DetectionProfile, model: str, min_detections: int) -> float | None:
+    """The camera's drift score for ``profile`` (None until it holds ``min_detections``). The first
+    full profile of a model becomes the camera's baseline (score 0); a new model starts a new one."""
+    if profile.detections < min_detections:
+        return None
+    if cam.baseline is None or cam.baseline.get("model") != model:
+        cam.baseline = {"model": model, "confidence": list(profile.confidence), "height": list(profile.height)}
+        return 0.0
+    b = cam.baseline
+    return core.drift_score([core.psi(b["confidence"], profile.confidence), core.psi(b["height"], profile.height)])
 
 
 def fingerprint(rule_id: str, camera_id: str, zone_id: str | None = None) -> str:

@@ -42,6 +42,7 @@ from agents.alert_state import (
     CameraAlerts,
     Outgoing,
     channels_for,
+    drift,
     fingerprint,
     fold,
     notify,
@@ -260,6 +261,10 @@ class Evaluator:
             cam.last_online_at = max(cam.last_online_at or s.at, s.at)
         values = stats_metrics(s, cam, target_fps)
         values["camera_offline_s"] = s.at - (cam.last_online_at or cam.first_seen_at or s.at)
+        score = self._drift(cam, s)
+        if score is not None:
+            values["model_drift_score"] = score
+            metrics.model_drift.labels(s.camera_id).set(score)
         metrics.stream_quality.labels(s.camera_id).set(values["stream_quality_score"])
         health = CameraHealth(
             camera_id=s.camera_id, at=s.at, status=s.status, stream_quality_score=values["stream_quality_score"],
@@ -271,6 +276,20 @@ class Evaluator:
             for rule in self.book.for_camera(metric, s.camera_id, tenant, groups):
                 await self.judge(cam, rule, value, s.at)
         self.save(cam)
+
+    @staticmethod
+    def _drift(cam: CameraAlerts, s: StreamStats) -> float | None:
+        """The drift score of the detections counted since the last score (the counting agent's
+        profile of this camera, same worker); None while too few have come."""
+        from agents.counting import counter
+
+        profile = counter.profiles.get(cam.camera_id)
+        if profile is None:
+            return None
+        score = drift(cam, profile, f"{s.model_name}:{s.model_version}", CFG.drift_min_detections)
+        if score is not None:
+            counter.profiles.pop(cam.camera_id, None)  # the next score looks at new detections
+        return score
 
     @staticmethod
     def _processing_lag_ms(camera_id: str) -> float | None:
@@ -323,7 +342,8 @@ class Evaluator:
         for cam in list(self.cams.values()):
             if cam.partition not in partitions:
                 self.cams.pop(cam.camera_id, None)
-                for gauge in (metrics.stream_quality, metrics.offline_seconds, metrics.processing_lag):
+                for gauge in (metrics.stream_quality, metrics.offline_seconds, metrics.processing_lag,
+                              metrics.model_drift):  # fmt: skip
                     with contextlib.suppress(KeyError):
                         gauge.remove(cam.camera_id)
                 continue

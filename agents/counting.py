@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import state as st
+from agents.alert_state import DetectionProfile
 from agents.app import (
     PARTITIONS,
     app,
@@ -107,6 +108,8 @@ class Counter:
         self.frames = 0
         self.replays = 0
         self.dead_letters = 0
+        # per camera, what the alert evaluator's drift score compares (agents.alert_state)
+        self.profiles: dict[str, DetectionProfile] = {}
         self.flushes = 0
         self.state_writes = 0
         self.resent = 0
@@ -138,6 +141,11 @@ class Counter:
             send_dead_letter(dead_letter_topic, message, f"FrameDetections: {exc}")
             return
         self.frames += 1
+        if frame.boxes:
+            profile = self.profiles.get(frame.camera_id)
+            if profile is None:
+                profile = self.profiles[frame.camera_id] = DetectionProfile()
+            profile.add(frame.boxes)
         self.send_unsent(rt)
 
     def runtime(self, camera_id: str, partition: int) -> st.CameraRuntime:
@@ -263,6 +271,7 @@ class Counter:
         gone = [cid for cid, rt in self.cameras.items() if rt.partition in lost]
         for cid in gone:
             del self.cameras[cid]
+            self.profiles.pop(cid, None)
         self.scenes.clear()  # configs of regained partitions may have changed elsewhere
         return len(gone)
 

@@ -29,6 +29,9 @@ stream_quality = Gauge("footfall_camera_stream_quality", "Stream quality score 0
                        registry=REGISTRY)  # fmt: skip
 offline_seconds = Gauge("footfall_camera_offline_seconds", "Seconds since the camera last reported online", CAM,
                         registry=REGISTRY)  # fmt: skip
+model_drift = Gauge(
+    "footfall_camera_model_drift", "Drift score 0..1 of the camera's detections (core.alerting)", CAM, registry=REGISTRY
+)
 processing_lag = Gauge(
     "footfall_camera_processing_lag_seconds", "Capture -> counted for the camera's newest frame", CAM, registry=REGISTRY
 )

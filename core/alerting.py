@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import math
 import operator
 from collections.abc import Callable
@@ -305,4 +306,53 @@ METRICS: dict[str, tuple[Literal["camera", "zone"], str]] = {
     "capture_latency_ms_p95": ("camera", "capture -> publish latency p95, from stream-stats"),
     "processing_latency_ms": ("camera", "capture -> counted for the newest frame, sampled by the worker (timer)"),
     "occupancy_pct": ("zone", "zone occupancy in percent of capacity; no threshold = the zone's alert_threshold_pct"),
+    "model_drift_score": ("camera", "0..1, detections' confidence and box heights against the camera's baseline"),
 }
+
+
+# ----------------------------------------------------------------------------- model drift
+
+# Histogram edges of what the drift score compares: detection confidence, and box height in pixels
+# (log-spaced: a camera's people shrink or grow when the view or the model changes).
+CONFIDENCE_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
+HEIGHT_EDGES_PX = (0.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1e9)
+
+
+def psi(expected: list[float], actual: list[float], eps: float = 1e-3) -> float:
+    """Population stability index of two histograms over the same bins:
+    ``sum((a_i - e_i) * ln(a_i / e_i))`` over bin shares, each share floored at ``eps`` so an empty
+    bin does not make it infinite. 0 = the same distribution; by the usual reading < 0.1 is stable,
+    0.1-0.25 a moderate shift, > 0.25 a large one.
+
+    >>> psi([10, 10], [10, 10])
+    0.0
+    >>> round(psi([90, 10], [10, 90]), 2)
+    3.52
+    """
+    if len(expected) != len(actual):
+        raise ValueError(f"histograms differ in bins: {len(expected)} vs {len(actual)}")
+    te, ta = float(sum(expected)), float(sum(actual))
+    if te <= 0 or ta <= 0:
+        return 0.0
+    total = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        pe, pa = max(e / te, eps), max(a / ta, eps)
+        total += (pa - pe) * math.log(pa / pe)
+    return round(total, 6)
+
+
+def drift_score(psis: list[float]) -> float:
+    """0..1 from the largest PSI of the compared distributions: ``1 - exp(-max PSI)``. Seed 000's
+    rule fires above 0.8, i.e. a PSI above 1.6 (far past the 0.25 "large shift" mark): a different
+    model, a moved camera, a lens covered, not a change of light.
+
+    >>> drift_score([0.0, 0.0]), round(drift_score([0.25]), 3), round(drift_score([1.61]), 2)
+    (0.0, 0.221, 0.8)
+    """
+    worst = max(psis, default=0.0)
+    return round(1.0 - math.exp(-max(worst, 0.0)), 4)
+
+
+def bin_index(value: float, edges: tuple[float, ...]) -> int:
+    """The bin of ``value`` (values past the last edge go to the last bin, below the first to the first)."""
+    return min(max(bisect.bisect_right(edges, value) - 1, 0), len(edges) - 2)

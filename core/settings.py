@@ -107,6 +107,9 @@ class AlertingSettings(BaseModel):
     startup_grace_s: float = Field(default=60.0, ge=0)
     # Channels of rules that name none, e.g. '["webhook:https://ops.example.org/hook"]'.
     default_channels: list[str] = []
+    # The drift score compares a camera's detections once this many have come since the last score;
+    # the first such batch of a model is the camera's baseline.
+    drift_min_detections: int = Field(default=500, ge=10)
 
 
 class Settings(BaseSettings):

@@ -18,7 +18,7 @@ import pytest
 from agents_helpers import Scratch, Worker, drain, produce, values
 from alert_helpers import SECRET, Mailbox, Receiver, rule, stats, wait_for
 
-from models.records import AlertEvent, CameraConfig, OccupancySample, Zone
+from models.records import AlertEvent, CameraConfig, FrameDetections, OccupancySample, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,7 @@ def alerting_env(mailbox: Mailbox) -> dict[str, str]:
         "FOOTFALL_ALERTING__BACKOFF_BASE_S": "0.2",
         "FOOTFALL_ALERTING__BACKOFF_CAP_S": "0.5",
         "FOOTFALL_ALERTING__DELIVERY_ATTEMPTS": "5",
+        "FOOTFALL_ALERTING__DRIFT_MIN_DETECTIONS": "200",
     }
 
 
@@ -233,6 +234,49 @@ def test_zone_above_its_own_alert_threshold(world):
     produce(scratch.bootstrap, scratch.topic("occupancy"), [sample(70.0)])
     wait_for("the resolution", lambda: len(receiver.delivered(hook)) == 2, tail=worker.tail)
     assert receiver.delivered(hook)[1].body["event"] == "resolved"
+
+
+def test_model_drift_fires_for_another_distribution_only(world):
+    """Two cameras count the same kind of detections (their baseline); then one of them gets
+    detections from another profile (low confidence, small boxes): its drift score passes the
+    threshold and alerts, the other camera's stays low."""
+    scratch, receiver, _mailbox, _beat, worker = world
+    steady, drifting = cam_id(), cam_id()
+    for cam in (steady, drifting):
+        publish_rule(scratch, rule(f"drift-{cam}", cam, metric="model_drift_score", threshold=0.8,
+                                   channels=[f"webhook:{receiver.url('/drift/' + cam)}"]))  # fmt: skip
+    t0 = time.time()
+
+    def frames(cam: str, seq0: int, conf: float, height: float) -> list[tuple[str, bytes]]:
+        out = []
+        for k in range(40):  # 40 frames x 5 people = 200 detections (FOOTFALL_ALERTING__DRIFT_MIN_DETECTIONS)
+            boxes = [[40.0 + 100 * i, 50.0, 70.0 + 100 * i, 50.0 + height, conf] for i in range(5)]
+            f = FrameDetections(camera_id=cam, frame_seq=seq0 + k, captured_at=t0 + (seq0 + k) / 10, frame_width=640,
+                                frame_height=480, boxes=boxes, model_name="m", model_version="1",
+                                inference_ms=1.0, published_at=t0)  # fmt: skip
+            out.append((cam, f.to_json()))
+        return out
+
+    def report(cam: str, seq: int) -> tuple[str, bytes]:
+        return cam, stats(cam, t0 + seq / 10, model_name="m", model_version="1").to_json()
+
+    def counted(cam: str, seq: int) -> bool:
+        _, body = worker.get(f"/footfall/cameras/{cam}/")
+        return isinstance(body, dict) and body.get("last_frame_seq", -1) >= seq
+
+    for phase, (conf, height) in enumerate(((0.85, 150.0), (0.85, 150.0), (0.3, 20.0))):
+        seq0 = 1 + 40 * phase
+        for cam in (steady, drifting):
+            batch = frames(cam, seq0, conf, height) if cam == drifting else frames(cam, seq0, 0.85, 150.0)
+            produce(scratch.bootstrap, scratch.topic("detections"), batch)
+        for cam in (steady, drifting):
+            wait_for("the frames counted", lambda c=cam, s=seq0: counted(c, s + 39), tail=worker.tail)
+            produce(scratch.bootstrap, scratch.topic("stream-stats"), [report(cam, seq0 + 40)])
+        time.sleep(1.0)
+    [hit] = wait_for("the drift alert", lambda: receiver.delivered(f"/drift/{drifting}"), tail=worker.tail)
+    assert hit.body["alert"]["metric"] == "model_drift_score" and hit.body["alert"]["metric_value"] > 0.8
+    time.sleep(1.0)
+    assert receiver.delivered(f"/drift/{steady}") == []
 
 
 def test_sigkill_between_firing_and_delivery_sends_one_notification(stack, tmp_path):
