@@ -32,6 +32,9 @@ class CameraAlerts:
     states: dict[str, core.RuleState] = field(default_factory=dict)  # fingerprint -> state
     # the detections the drift score compares with: {"model", "confidence": [...], "height": [...]}
     baseline: dict[str, Any] | None = None
+    # count anomalies per "line_id:direction": {"hour", "minutes": {window_start: count},
+    # "baselines": {hour of day: [mean, var, days]}} (agents/anomaly.py)
+    hours: dict[str, Any] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         """Written on every stream-stats report, so by hand (``dataclasses.asdict`` was 2/3 of the
@@ -44,6 +47,7 @@ class CameraAlerts:
                 "last_online_at": self.last_online_at,
                 "counters": self.counters,
                 "baseline": self.baseline,
+                "hours": self.hours,
                 "states": {fp: [getattr(s, f) for f in _STATE_FIELDS] for fp, s in self.states.items()},
             }
         )

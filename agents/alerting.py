@@ -201,28 +201,30 @@ class Evaluator:
 
     async def judge(
         self, cam: CameraAlerts, rule: AlertRule, value: float, at: float, *, threshold: float | None = None,
-        zone_id: str | None = None, became_true_at: float | None = None,
+        zone_id: str | None = None, became_true_at: float | None = None, line: str | None = None,
     ) -> None:  # fmt: skip
-        """Evaluate one rule on one value; send a transition before storing the state that follows it."""
+        """Evaluate one rule on one value; send a transition before storing the state that follows it.
+        ``zone_id`` / ``line`` (``line_id:direction``) narrow the fingerprint below the camera."""
         limit = rule.threshold if threshold is None else threshold
         if limit is None:
             return
-        fp = fingerprint(rule.rule_id, cam.camera_id, zone_id)
+        fp = fingerprint(rule.rule_id, cam.camera_id, zone_id or line)
         metrics.evaluations.inc()
         before = cam.states.get(fp, core.RuleState())
         after, transition = core.evaluate(before, rule.condition(limit), value, at, fp, became_true_at)
         cam.states[fp] = after
         if transition is not None:
-            await self.emit(cam, rule, transition, limit, zone_id)
+            await self.emit(cam, rule, transition, limit, zone_id, line)
             self.save(cam)
 
     async def emit(
-        self, cam: CameraAlerts, rule: AlertRule, t: core.Transition, threshold: float, zone_id: str | None
-    ) -> None:
+        self, cam: CameraAlerts, rule: AlertRule, t: core.Transition, threshold: float, zone_id: str | None,
+        line: str | None = None,
+    ) -> None:  # fmt: skip
         self.transitions += 1
         metrics.transitions.labels(t.kind).inc()
         if t.kind == "fired":
-            fields = {"rule": rule.rule_id, "camera_id": cam.camera_id, "zone_id": zone_id or "",
+            fields = {"rule": rule.rule_id, "camera_id": cam.camera_id, "zone_id": zone_id or "", "line": line or "",
                       "value": round(t.value, 3), "threshold": threshold, "metric": rule.metric,
                       "severity": rule.severity}  # fmt: skip
             title = rule.message.format(**fields)

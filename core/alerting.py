@@ -307,6 +307,7 @@ METRICS: dict[str, tuple[Literal["camera", "zone"], str]] = {
     "processing_latency_ms": ("camera", "capture -> counted for the newest frame, sampled by the worker (timer)"),
     "occupancy_pct": ("zone", "zone occupancy in percent of capacity; no threshold = the zone's alert_threshold_pct"),
     "model_drift_score": ("camera", "0..1, detections' confidence and box heights against the camera's baseline"),
+    "count_anomaly_z": ("camera", "|z| of a line's hourly count against its baseline for that hour of day, per line"),
 }
 
 

@@ -524,7 +524,8 @@ class OccupancySample(WireRecord):
 
 
 CHANNEL_KINDS = ("webhook", "slack", "email")
-_MESSAGE_FIELDS = ("rule", "camera_id", "zone_id", "metric", "severity")  # text; value and threshold are numbers
+# message placeholders that are text; value and threshold are numbers
+_MESSAGE_FIELDS = ("rule", "camera_id", "zone_id", "line", "metric", "severity")
 
 
 class AlertRule(WireRecord):

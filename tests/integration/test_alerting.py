@@ -18,7 +18,7 @@ import pytest
 from agents_helpers import Scratch, Worker, drain, produce, values
 from alert_helpers import SECRET, Mailbox, Receiver, rule, stats, wait_for
 
-from models.records import AlertEvent, CameraConfig, FrameDetections, OccupancySample, Zone
+from models.records import AlertEvent, CameraConfig, FrameDetections, OccupancySample, WindowCount, Zone
 
 pytestmark = pytest.mark.integration
 
@@ -277,6 +277,34 @@ def test_model_drift_fires_for_another_distribution_only(world):
     assert hit.body["alert"]["metric"] == "model_drift_score" and hit.body["alert"]["metric_value"] > 0.8
     time.sleep(1.0)
     assert receiver.delivered(f"/drift/{steady}") == []
+
+
+def test_count_anomaly_against_the_hour_of_day_baseline(world):
+    """A line counts ~100 people between 10:00 and 11:00 for a week, then 5: the hour is judged when
+    the next hour's first window arrives, and its count is far below the baseline for 10:00."""
+    scratch, receiver, _mailbox, _beat, worker = world
+    cam = cam_id()
+    hook = f"/anomaly/{cam}"
+    publish_rule(scratch, rule(f"anomaly-{cam}", cam, metric="count_anomaly_z", threshold=4.0,
+                               message="{line} of {camera_id}: {value} sigma",
+                               channels=[f"webhook:{receiver.url(hook)}"]))  # fmt: skip
+    time.sleep(1.0)
+    day0 = (int(time.time()) // 86400 - 9) * 86400 + 10 * 3600  # 10:00 UTC, nine days ago
+
+    def window(start: float, count: int) -> tuple[str, bytes]:
+        w = WindowCount(camera_id=cam, line_id="door", direction="in", window_start=start, window_end=start + 60,
+                        count=count, updated_at=start + 90, final=True)  # fmt: skip
+        return cam, w.to_json()
+
+    items = []
+    for day in range(8):  # 7 days of baseline, then the odd one
+        at = day0 + day * 86400
+        items += [window(at, 60 if day < 7 else 3), window(at + 1800, 40 if day < 7 else 2), window(at + 3600, 1)]
+    produce(scratch.bootstrap, scratch.topic("window-counts"), items)
+    [hit] = wait_for("the anomaly alert", lambda: receiver.delivered(hook), tail=worker.tail)
+    assert hit.body["alert"]["title"].startswith(f"door:in of {cam}:")
+    assert hit.body["alert"]["metric_value"] > 4.0
+    assert hit.body["alert"]["alert_id"].startswith(f"anomaly-{cam}|{cam}/door:in@")
 
 
 def test_sigkill_between_firing_and_delivery_sends_one_notification(stack, tmp_path):
