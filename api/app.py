@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api import perftest
 from api.metrics import install as install_metrics
 from api.queries import ParamError
 from api.store import PasswordStorageError
@@ -128,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         sync.cancel()
+        await perftest.shutdown(app.state)  # a running performance test cleans up first
         await asyncio.to_thread(app.state.publisher.close)
         await app.state.redis.aclose()
         await pool.close()
@@ -202,7 +204,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0) -> FastAPI:
-    from api.routes import alerts, analytics, cameras, health, live, monitoring
+    from api.routes import alerts, analytics, cameras, health, live, monitoring, performance
 
     app = FastAPI(
         title="footfall API",
@@ -214,6 +216,6 @@ def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0
     app.state.publish_timeout_s = publish_timeout_s
     install_error_handlers(app)
     app.state.metrics = install_metrics(app)
-    for module in (health, cameras, analytics, monitoring, alerts, live):
+    for module in (health, cameras, analytics, monitoring, alerts, live, performance):
         app.include_router(module.router)
     return app

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api import queries
 from api.deps import Conn, utcnow
@@ -63,6 +63,7 @@ async def metrics(
 
 @router.get("/sla/status", summary="Uptime, response time and error rate against the SLA")
 async def sla_status(
+    request: Request,
     conn: Conn,
     service: str = Query("all", pattern=ID_PATTERN, description="a camera id, or `all` for the whole fleet"),
     time_range: str = TIME_RANGE,
@@ -71,7 +72,8 @@ async def sla_status(
     ``responseTime`` the capture -> publish latency in ms (median, sample-weighted; target 1000),
     ``errorRate`` (dropped + undecodable frames) / frames read. ``status``: ``critical`` below the
     uptime target or above 5 % errors, ``warning`` over the response target or above 1 % errors,
-    ``unknown`` with no data."""
+    ``unknown`` with no data. ``capacity`` (when a load test ran in the last day): the last
+    performance test's frames/s and capture -> counted / row visible p99 (``api.perftest``)."""
     span = queries.parse_duration(time_range, "timeRange")
     end = utcnow()
     start = queries.floor_time(end - span, timedelta(hours=1))
@@ -89,6 +91,20 @@ async def sla_status(
         "responseTime": queries.SLA_RESPONSE_MS,
         "errorRate": queries.SLA_ERROR_RATE_CRITICAL,
     }
+    capacity = await _capacity(request)
+    if capacity is not None:
+        out["capacity"] = capacity
     if not one:
         out["cameras"] = [{"camera_id": r["camera_id"], **queries.sla_figures([r])} for r in rows]
     return out
+
+
+async def _capacity(request: Request) -> dict[str, Any] | None:
+    """The last load test's measured capacity; None without one (or with Redis down: the SLA
+    figures come from the database and must not fail because of it)."""
+    from api.perftest import last_capacity
+
+    try:
+        return await last_capacity(request.app.state.redis, request.app.state.settings.kafka.topic_prefix)
+    except Exception:  # noqa: BLE001
+        return None
