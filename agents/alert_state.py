@@ -91,6 +91,20 @@ def drift(cam: CameraAlerts, profile: DetectionProfile, model: str, min_detectio
     return core.drift_score([core.psi(b["confidence"], profile.confidence), core.psi(b["height"], profile.height)])
 
 
+# Database metrics are judged on a subject "db:<database>" in place of a camera (agents/db_health.py):
+# same state, table and fingerprints (``rule|db:<database>``).
+DB_PREFIX = "db:"
+
+
+def db_database(subject: str) -> str | None:
+    """The database a subject stands for, None for a camera.
+
+    >>> db_database("db:footfall"), db_database("cam-1")
+    ('footfall', None)
+    """
+    return subject[len(DB_PREFIX) :] if subject.startswith(DB_PREFIX) else None
+
+
 def fingerprint(rule_id: str, camera_id: str, zone_id: str | None = None) -> str:
     return f"{rule_id}|{camera_id}" + (f"/{zone_id}" if zone_id else "")
 

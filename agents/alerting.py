@@ -42,6 +42,7 @@ from agents.alert_state import (
     CameraAlerts,
     Outgoing,
     channels_for,
+    db_database,
     drift,
     fingerprint,
     fold,
@@ -224,13 +225,14 @@ class Evaluator:
         self.transitions += 1
         metrics.transitions.labels(t.kind).inc()
         if t.kind == "fired":
+            database = db_database(cam.camera_id)  # a database subject is not a camera
             fields = {"rule": rule.rule_id, "camera_id": cam.camera_id, "zone_id": zone_id or "", "line": line or "",
-                      "value": round(t.value, 3), "threshold": threshold, "metric": rule.metric,
-                      "severity": rule.severity}  # fmt: skip
+                      "database": database or "", "value": round(t.value, 3), "threshold": threshold,
+                      "metric": rule.metric, "severity": rule.severity}  # fmt: skip
             title = rule.message.format(**fields)
             alert = Alert(
                 alert_id=t.incident, rule=rule.rule_id, severity=rule.severity, status="active", title=title,
-                triggered_at=t.triggered_at, updated_at=t.at, camera_id=cam.camera_id,
+                triggered_at=t.triggered_at, updated_at=t.at, camera_id=None if database else cam.camera_id,
                 description=rule.description, metric_value=round(t.value, 3), threshold=threshold,
                 tenant=rule.tenant, fingerprint=t.fingerprint, zone_id=zone_id, metric=rule.metric,
             )  # fmt: skip
@@ -348,6 +350,9 @@ class Evaluator:
                               metrics.model_drift):  # fmt: skip
                     with contextlib.suppress(KeyError):
                         gauge.remove(cam.camera_id)
+                continue
+            if db_database(cam.camera_id) is not None:  # agents/db_health.py judges it on each sample
+                await self._retire(cam, now)
                 continue
             tenant, groups, _fps, _zones = self._camera_context(cam.camera_id)
             seen = cam.last_online_at or cam.first_seen_at

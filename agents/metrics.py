@@ -35,6 +35,19 @@ model_drift = Gauge(
 processing_lag = Gauge(
     "footfall_camera_processing_lag_seconds", "Capture -> counted for the camera's newest frame", CAM, registry=REGISTRY
 )
+# Database health (sql.health), set by the worker that samples it (the leader; NaN on the others
+# and where a figure could not be sampled, e.g. connections on PGlite); labelled ones are absent then.
+db_connections_pct = Gauge("footfall_db_connections_pct", "Connections in use, percent of max_connections",
+                           registry=REGISTRY)  # fmt: skip
+db_slow_queries = Gauge("footfall_db_slow_queries", "Queries active for more than 1 s", registry=REGISTRY)
+db_hypertable_bytes = Gauge("footfall_db_hypertable_bytes", "Total bytes of a hypertable", ["hypertable"],
+                            registry=REGISTRY)  # fmt: skip
+db_compression_ratio = Gauge("footfall_db_compression_ratio", "Bytes before / after compression of compressed chunks",
+                             ["hypertable"], registry=REGISTRY)  # fmt: skip
+db_cagg_refresh_lag = Gauge("footfall_db_cagg_refresh_lag_seconds", "now - watermark of a continuous aggregate",
+                            ["view"], registry=REGISTRY)  # fmt: skip
+db_connections_pct.set(float("nan"))
+db_slow_queries.set(float("nan"))
 
 
 @app.page("/metrics")

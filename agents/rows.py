@@ -28,7 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.base import WireRecord
-from models.records import Alert, CameraHealth, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
+from models.records import (
+    Alert,
+    CameraHealth,
+    CrossingEvent,
+    DbHealth,
+    OccupancySample,
+    StreamStats,
+    WindowCount,
+    ZoneEvent,
+)
 
 Row = tuple[Any, ...]
 
@@ -392,6 +401,47 @@ CAMERA_HEALTH = TableSpec(
     ),  # fmt: skip
 )
 
+
+def _json_list(items: list[Any]) -> str:
+    return json.dumps([i.asdict() if hasattr(i, "asdict") else i for i in items], default=str)
+
+
+# One row per sample (009); a replayed sample has the same (database, at) and is dropped.
+DB_HEALTH = TableSpec(
+    name="db-health",
+    topic="db-health",
+    record=DbHealth,
+    table="db_health",
+    columns=(
+        C("at", "float8", epoch=True),
+        C("database", "text"),
+        C("max_connections", "int4"),
+        C("connections", "int4"),
+        C("connections_pct", "float4"),
+        C("slow_queries", "int4"),
+        C("longest_query_s", "float4"),
+        C("database_bytes", "int8"),
+        C("cagg_refresh_lag_s", "float8"),
+        C("hypertables", "jsonb"),
+        C("caggs", "jsonb"),
+        C("skipped", "jsonb"),
+    ),
+    row=lambda h: (
+        h.at,
+        h.database,
+        h.max_connections,
+        h.connections,
+        h.connections_pct,
+        h.slow_queries,
+        h.longest_query_s,
+        h.database_bytes,
+        h.cagg_refresh_lag_s,
+        _json_list(h.hypertables),
+        _json_list(h.caggs),
+        _json_list(h.skipped),
+    ),
+)
+
 SPECS: tuple[TableSpec, ...] = (
     CROSSINGS,
     ZONE_EVENTS,
@@ -400,6 +450,7 @@ SPECS: tuple[TableSpec, ...] = (
     STREAM_STATS,
     ALERTS,
     CAMERA_HEALTH,
+    DB_HEALTH,
 )
 
 

@@ -297,8 +297,9 @@ def counter_delta(current: float, previous: float | None) -> float:
 # ----------------------------------------------------------------------------- metrics
 
 # What a rule can watch: name -> (scope, where the value comes from). "camera" metrics have one
-# fingerprint per camera, "zone" metrics one per camera zone.
-METRICS: dict[str, tuple[Literal["camera", "zone"], str]] = {
+# fingerprint per camera, "zone" metrics one per camera zone, "database" metrics one per database
+# (``rule|db:<name>``; platform-wide: judged with the rules of tenant "default", never narrowed).
+METRICS: dict[str, tuple[Literal["camera", "zone", "database"], str]] = {
     "camera_offline_s": ("camera", "seconds since the camera last reported online (timer: absence counts)"),
     "stream_quality_score": ("camera", "0..1 from each stream-stats report (stream_quality_score)"),
     "frame_drop_pct": ("camera", "percent of the window's frames dropped, from stream-stats"),
@@ -308,6 +309,9 @@ METRICS: dict[str, tuple[Literal["camera", "zone"], str]] = {
     "occupancy_pct": ("zone", "zone occupancy in percent of capacity; no threshold = the zone's alert_threshold_pct"),
     "model_drift_score": ("camera", "0..1, detections' confidence and box heights against the camera's baseline"),
     "count_anomaly_z": ("camera", "|z| of a line's hourly count against its baseline for that hour of day, per line"),
+    "db_connections_pct": ("database", "connections in use, percent of max_connections (sql.health, leader timer)"),
+    "db_slow_queries": ("database", "queries active for more than 1 s when sampled (sql.health, leader timer)"),
+    "db_cagg_refresh_lag_s": ("database", "largest now - watermark over the continuous aggregates (sql.health)"),
 }
 
 

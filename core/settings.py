@@ -110,6 +110,9 @@ class AlertingSettings(BaseModel):
     # The drift score compares a camera's detections once this many have come since the last score;
     # the first such batch of a model is the camera's baseline.
     drift_min_detections: int = Field(default=500, ge=10)
+    # The worker's leader samples the database's health this often (sql/health.py -> topic
+    # db-health -> table db_health, footfall_db_* gauges, db_* rules); 0 = not at all.
+    db_health_interval_s: float = Field(default=30.0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -51,6 +51,9 @@ __all__ = [
     "AlertLogEntry",
     "Alert",
     "CameraHealth",
+    "DbHealth",
+    "HypertableHealth",
+    "CaggLag",
     "DeadLetter",
 ]
 
@@ -525,7 +528,7 @@ class OccupancySample(WireRecord):
 
 CHANNEL_KINDS = ("webhook", "slack", "email")
 # message placeholders that are text; value and threshold are numbers
-_MESSAGE_FIELDS = ("rule", "camera_id", "zone_id", "line", "metric", "severity")
+_MESSAGE_FIELDS = ("rule", "camera_id", "zone_id", "line", "database", "metric", "severity")
 
 
 class AlertRule(WireRecord):
@@ -534,7 +537,8 @@ class AlertRule(WireRecord):
     same rules for the API; the built-in ones are seeded by ``sql/migrations/006_alerting.sql``.
 
     ``metric`` is one of :data:`core.alerting.METRICS`; the rule applies to the cameras of its
-    tenant, narrowed by ``camera_id`` / ``group`` / ``zone_id``. The condition
+    tenant, narrowed by ``camera_id`` / ``group`` / ``zone_id``; a ``database``-scope metric
+    (``db_*``) applies platform-wide: tenant ``default``, never narrowed. The condition
     (``comparison``, ``threshold``, ``resolve_threshold``, ``for_s``, ``cooldown_s``) is
     :class:`core.alerting.Condition`; ``eval_interval_s`` paces the metrics sampled by timer
     (absence, processing latency), the others are evaluated on every report.
@@ -571,6 +575,12 @@ class AlertRule(WireRecord):
         scope = alerting.METRICS[self.metric][0]
         if self.threshold is None and self.metric != "occupancy_pct":
             self.fail("threshold", f"required for metric {self.metric!r}")
+        if scope == "database" and self.tenant != "default":
+            self.fail("tenant", f"metric {self.metric!r} is per database (platform-wide): tenant must be 'default'")
+        if scope == "database":  # platform-wide: one fingerprint per database, never narrowed
+            for field in ("camera_id", "group", "zone_id"):
+                if getattr(self, field) is not None:
+                    self.fail(field, f"metric {self.metric!r} is per database; a database rule cannot have a {field}")
         if self.zone_id is not None and scope != "zone":
             self.fail("zone_id", f"metric {self.metric!r} is per camera, not per zone")
         for field in ("camera_id", "group", "zone_id"):
@@ -688,6 +698,56 @@ class CameraHealth(WireRecord):
         _check_id(self, "camera_id")
         _check_choice(self, "status", STREAM_STATUSES)
         _check_nonneg(self, "stream_quality_score", "frame_drop_pct", "offline_s")
+
+
+class HypertableHealth(WireRecord):
+    """One hypertable in a :class:`DbHealth` sample (``hypertable_detailed_size`` and
+    ``hypertable_compression_stats``). ``compression_ratio`` is bytes before / after compression of
+    the compressed chunks (None while none is compressed)."""
+
+    hypertable: str
+    total_bytes: int
+    chunks: int
+    compressed_chunks: int = 0
+    compression_ratio: float | None = None
+
+
+class CaggLag(WireRecord):
+    """One continuous aggregate in a :class:`DbHealth` sample: its watermark (epoch s; None when it
+    was never materialized) and ``lag_s`` = sample time - watermark."""
+
+    view: str
+    watermark: float | None = None
+    lag_s: float | None = None
+
+
+class DbHealth(WireRecord):
+    """The database's health, sampled by the worker's leader every ``alerting.db_health_interval_s``
+    (``sql.health``). Topic ``db-health``, key ``database``; the sink writes the ``db_health``
+    hypertable, the evaluator judges the ``db_*`` metrics on it (fingerprint ``rule|db:<database>``).
+
+    A figure the server cannot give is None and named in ``skipped`` (on PGlite ``pg_stat_activity``
+    is empty, so ``connections``, ``connections_pct`` and ``slow_queries`` are None there).
+    """
+
+    database: str
+    at: float
+    max_connections: int | None = None
+    connections: int | None = None
+    connections_pct: float | None = None
+    slow_queries: int | None = None  # active queries running for more than 1 s
+    longest_query_s: float | None = None
+    database_bytes: int | None = None
+    cagg_refresh_lag_s: float | None = None  # the largest lag_s of ``caggs``
+    hypertables: list[HypertableHealth] = []  # noqa: RUF012
+    caggs: list[CaggLag] = []  # noqa: RUF012
+    skipped: list[str] = []  # noqa: RUF012 - "what: why" of each figure that could not be sampled
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "database")
+        _check_nonneg(self, "max_connections", "connections", "connections_pct", "slow_queries", "longest_query_s",
+                      "database_bytes", "cagg_refresh_lag_s")  # fmt: skip
 
 
 class DeadLetter(WireRecord):

@@ -53,6 +53,7 @@ _TOPICS: dict[str, tuple[type[WireRecord], str, bool, int | None]] = {
     "alert-events": (records.AlertEvent, "alert_id", False, 30 * DAY_MS),
     "alerts": (records.Alert, "alert_id", True, None),
     "camera-health": (records.CameraHealth, "camera_id", False, 7 * DAY_MS),
+    "db-health": (records.DbHealth, "database", False, 7 * DAY_MS),
     "dead-letter": (records.DeadLetter, "source topic", False, 14 * DAY_MS),
 }
 

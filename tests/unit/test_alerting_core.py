@@ -625,6 +625,6 @@ def test_counter_deltas_add_up_to_the_increments_across_restarts(increments, res
 
 
 def test_metrics_scopes():
-    assert {scope for scope, _ in METRICS.values()} == {"camera", "zone"}
+    assert {scope for scope, _ in METRICS.values()} == {"camera", "zone", "database"}
     assert [m for m, (scope, _) in METRICS.items() if scope == "zone"] == ["occupancy_pct"]
     assert set(COMPARISONS) == {">", ">=", "<", "<=", "==", "!="}

@@ -12,6 +12,7 @@ from agents.rows import (
     ALERTS,
     CAMERA_HEALTH,
     CROSSINGS,
+    DB_HEALTH,
     OCCUPANCY,
     SPECS,
     STREAM_STATS,
@@ -19,7 +20,18 @@ from agents.rows import (
     ZONE_EVENTS,
     OutageLog,
 )
-from models.records import Alert, CameraHealth, CrossingEvent, OccupancySample, StreamStats, WindowCount, ZoneEvent
+from models.records import (
+    Alert,
+    CaggLag,
+    CameraHealth,
+    CrossingEvent,
+    DbHealth,
+    HypertableHealth,
+    OccupancySample,
+    StreamStats,
+    WindowCount,
+    ZoneEvent,
+)
 
 T = 1_763_900_000.0
 
@@ -51,6 +63,11 @@ def samples():
             alert_id="a1", rule="camera_offline", severity="critical", status="active", title="x",
             triggered_at=T, updated_at=T,
         ),
+        DB_HEALTH: DbHealth(
+            database="footfall", at=T, max_connections=100, connections=5, connections_pct=5.0, slow_queries=0,
+            hypertables=[HypertableHealth(hypertable="alerts", total_bytes=8192, chunks=1)],
+            caggs=[CaggLag(view="crossings_1m", watermark=T - 60, lag_s=60.0)], skipped=["x: y"],
+        ),
     }  # fmt: skip
 
 
@@ -63,7 +80,7 @@ def test_row_matches_columns_and_record(spec):
         field = {"bucket": "window_start", "tenant_id": "tenant"}.get(col.name, col.name)
         expected = getattr(rec, field)
         if col.array_type == "jsonb":  # sent as JSON text
-            expected = json.dumps([e.asdict() for e in expected], default=str)
+            expected = json.dumps([e.asdict() if hasattr(e, "asdict") else e for e in expected], default=str)
         assert expected == value, col.name
     params = spec.params([row, row])
     assert len(params) == len(spec.columns) and all(len(p) == 2 for p in params)
