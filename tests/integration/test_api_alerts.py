@@ -47,7 +47,9 @@ def topic(env, name: str) -> str:
 
 def test_builtin_rules_are_listed_and_published_at_start(env, stack):
     rules = {r["rule_id"]: r for r in env.client.get("/api/v1/alert-rules").json()["rules"]}
-    assert {"camera_offline", "poor_stream_quality", "high_processing_latency", "zone_over_capacity"} <= set(rules)
+    builtins = {"camera_offline", "poor_stream_quality", "high_processing_latency", "zone_over_capacity",
+                "ai_model_drift", "database_high_connections", "count_anomaly"}  # fmt: skip
+    assert builtins <= set(rules)
     assert rules["camera_offline"]["threshold"] == 300 and rules["camera_offline"]["severity"] == "critical"
     assert env.client.get("/api/v1/alert-rules/camera_offline").json()["metric"] == "camera_offline_s"
     published = drain(stack.bootstrap, topic(env, "alert-rules"), until=lambda m: len(m) >= 4, timeout_s=30)
