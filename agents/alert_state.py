@@ -71,12 +71,30 @@ class DetectionProfile:
     confidence: list[int] = field(default_factory=lambda: [0] * (len(core.CONFIDENCE_EDGES) - 1))
     height: list[int] = field(default_factory=lambda: [0] * (len(core.HEIGHT_EDGES_PX) - 1))
     detections: int = 0
+    # since the last stream-stats report (model performance: detections per frame, mean confidence)
+    window_frames: int = 0
+    window_detections: int = 0
+    window_confidence: float = 0.0
 
     def add(self, boxes: Any) -> None:
         for _x1, y1, _x2, y2, conf in boxes:
             self.confidence[core.bin_index(conf, core.CONFIDENCE_EDGES)] += 1
             self.height[core.bin_index(y2 - y1, core.HEIGHT_EDGES_PX)] += 1
+            self.window_confidence += conf
         self.detections += len(boxes)
+        self.window_detections += len(boxes)
+        self.window_frames += 1
+
+    def take_window(self) -> tuple[float | None, float | None]:
+        """(detections per frame, mean confidence) since the last call; None without frames/detections."""
+        per_frame = self.window_detections / self.window_frames if self.window_frames else None
+        mean_conf = self.window_confidence / self.window_detections if self.window_detections else None
+        self.window_frames = self.window_detections = 0
+        self.window_confidence = 0.0
+        return (
+            None if per_frame is None else round(per_frame, 3),
+            None if mean_conf is None else round(mean_conf, 4),
+        )
 
 
 def drift(cam: CameraAlerts, profile: DetectionProfile, model: str, min_detections: int) -> float | None:

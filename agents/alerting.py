@@ -265,6 +265,7 @@ class Evaluator:
             cam.last_online_at = max(cam.last_online_at or s.at, s.at)
         values = stats_metrics(s, cam, target_fps)
         values["camera_offline_s"] = s.at - (cam.last_online_at or cam.first_seen_at or s.at)
+        per_frame, mean_conf = self._model_window(s.camera_id)
         score = self._drift(cam, s)
         if score is not None:
             values["model_drift_score"] = score
@@ -273,13 +274,29 @@ class Evaluator:
         health = CameraHealth(
             camera_id=s.camera_id, at=s.at, status=s.status, stream_quality_score=values["stream_quality_score"],
             frame_drop_pct=values["frame_drop_pct"], offline_s=max(0.0, values["camera_offline_s"]),
-            processing_lag_ms=self._processing_lag_ms(s.camera_id),
+            processing_lag_ms=self._processing_lag_ms(s.camera_id), detections_per_frame=per_frame,
+            mean_confidence=mean_conf, model_drift_score=score,
         )  # fmt: skip
         camera_health_topic.send_soon(key=s.camera_id.encode(), value=health.to_json(), partition=partition)
         for metric, value in values.items():
             for rule in self.book.for_camera(metric, s.camera_id, tenant, groups):
                 await self.judge(cam, rule, value, s.at)
         self.save(cam)
+
+    @staticmethod
+    def _model_window(camera_id: str) -> tuple[float | None, float | None]:
+        """Detections per frame and mean confidence since the camera's previous report."""
+        from agents.counting import counter
+
+        profile = counter.profiles.get(camera_id)
+        if profile is None:
+            return None, None
+        per_frame, mean_conf = profile.take_window()
+        if per_frame is not None:
+            metrics.detections_per_frame.labels(camera_id).set(per_frame)
+        if mean_conf is not None:
+            metrics.mean_confidence.labels(camera_id).set(mean_conf)
+        return per_frame, mean_conf
 
     @staticmethod
     def _drift(cam: CameraAlerts, s: StreamStats) -> float | None:
@@ -347,7 +364,8 @@ class Evaluator:
             if cam.partition not in partitions:
                 self.cams.pop(cam.camera_id, None)
                 for gauge in (metrics.stream_quality, metrics.offline_seconds, metrics.processing_lag,
-                              metrics.model_drift):  # fmt: skip
+                              metrics.model_drift, metrics.detections_per_frame,
+                              metrics.mean_confidence):  # fmt: skip
                     with contextlib.suppress(KeyError):
                         gauge.remove(cam.camera_id)
                 continue

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents import metrics
 from agents import state as st
 from agents.alert_state import DetectionProfile
 from agents.app import (
@@ -141,11 +142,11 @@ class Counter:
             send_dead_letter(dead_letter_topic, message, f"FrameDetections: {exc}")
             return
         self.frames += 1
-        if frame.boxes:
-            profile = self.profiles.get(frame.camera_id)
-            if profile is None:
-                profile = self.profiles[frame.camera_id] = DetectionProfile()
-            profile.add(frame.boxes)
+        metrics.frames_counted.inc()
+        profile = self.profiles.get(frame.camera_id)
+        if profile is None:
+            profile = self.profiles[frame.camera_id] = DetectionProfile()
+        profile.add(frame.boxes)
         self.send_unsent(rt)
 
     def runtime(self, camera_id: str, partition: int) -> st.CameraRuntime:

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from agents.app import app
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 CAM = ["camera_id"]
 
+sink_rows = Counter("footfall_sink_rows", "Rows written by the sinks (replays included)", ["table"], registry=REGISTRY)
+sink_batch_seconds = Histogram(
+    "footfall_sink_batch_seconds", "Time to write one batch, retries included", ["table"], registry=REGISTRY
+)
+sink_outage = Gauge("footfall_sink_outage", "1 while a sink's database writes fail and it retries", ["table"],
+                    registry=REGISTRY)  # fmt: skip
+frames_counted = Counter("footfall_worker_frames", "Frames tracked and counted by this worker", registry=REGISTRY)
 evaluations = Counter("footfall_alert_evaluations", "Rule evaluations (one rule on one value)", registry=REGISTRY)
 transitions = Counter("footfall_alert_transitions", "Incidents fired or resolved", ["kind"], registry=REGISTRY)
 deliveries = Counter(
@@ -31,6 +38,13 @@ offline_seconds = Gauge("footfall_camera_offline_seconds", "Seconds since the ca
                         registry=REGISTRY)  # fmt: skip
 model_drift = Gauge(
     "footfall_camera_model_drift", "Drift score 0..1 of the camera's detections (core.alerting)", CAM, registry=REGISTRY
+)
+detections_per_frame = Gauge(
+    "footfall_camera_detections_per_frame", "People detected per frame since the last stream report", CAM,
+    registry=REGISTRY,
+)  # fmt: skip
+mean_confidence = Gauge(
+    "footfall_camera_mean_confidence", "Mean detection confidence since the last stream report", CAM, registry=REGISTRY
 )
 processing_lag = Gauge(
     "footfall_camera_processing_lag_seconds", "Capture -> counted for the camera's newest frame", CAM, registry=REGISTRY

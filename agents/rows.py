@@ -389,6 +389,9 @@ CAMERA_HEALTH = TableSpec(
         C("frame_drop_pct", "float4"),
         C("offline_s", "float4"),
         C("processing_lag_ms", "float4"),
+        C("detections_per_frame", "float4"),
+        C("mean_confidence", "float4"),
+        C("model_drift_score", "float4"),
     ),
     row=lambda h: (
         h.at,
@@ -398,7 +401,10 @@ CAMERA_HEALTH = TableSpec(
         h.frame_drop_pct,
         h.offline_s,
         h.processing_lag_ms,
-    ),  # fmt: skip
+        h.detections_per_frame,
+        h.mean_confidence,
+        h.model_drift_score,
+    ),
 )
 
 

@@ -43,6 +43,7 @@ from faust.types import AgentT
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never, wait_exponential_jitter
 
+from agents import metrics
 from agents.app import app, dead_letter_topic, settings, source_topic
 from agents.deadletter import dead_letter as make_dead_letter
 from agents.rows import SPECS, OutageLog, Row, TableSpec, split_halves
@@ -153,9 +154,13 @@ class TableWriter:
             before_sleep=self._on_failure,
             reraise=True,
         )
+        started = time.monotonic()
         async for attempt in retrying:
             with attempt:
                 await self._execute(rows)
+        metrics.sink_batch_seconds.labels(self.spec.table).observe(time.monotonic() - started)
+        metrics.sink_rows.labels(self.spec.table).inc(len(rows))
+        metrics.sink_outage.labels(self.spec.table).set(0)
         length = self.outage.recovered(time.monotonic())
         if length is not None:
             log.warning("%s sink: database writes work again after %.1f s; catching up", self.spec.name, length)
@@ -168,6 +173,7 @@ class TableWriter:
 
     def _on_failure(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        metrics.sink_outage.labels(self.spec.table).set(1)
         if self.outage.failed(time.monotonic()):
             log.error(
                 "%s sink: database write failed (%s: %s); holding the batch and retrying with backoff, "

@@ -692,6 +692,10 @@ class CameraHealth(WireRecord):
     frame_drop_pct: float
     offline_s: float
     processing_lag_ms: float | None = None
+    # model performance since the camera's previous report (migration 011)
+    detections_per_frame: float | None = None
+    mean_confidence: float | None = None
+    model_drift_score: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:

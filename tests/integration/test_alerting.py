@@ -137,6 +137,7 @@ def test_offline_camera_fires_once_delivers_once_and_resolves_by_itself(world):
     assert 'footfall_alert_transitions_total{kind="fired"}' in text
     assert 'footfall_alert_deliveries_total{event="resolved",outcome="delivered"}' in text
     assert f'footfall_camera_stream_quality{{camera_id="{cam}"}} 1.0' in text
+    assert "footfall_worker_frames_total" in text
 
 
 def test_failing_webhook_is_retried_dead_lettered_and_does_not_stop_evaluation(world):
@@ -277,6 +278,10 @@ def test_model_drift_fires_for_another_distribution_only(world):
     assert hit.body["alert"]["metric"] == "model_drift_score" and hit.body["alert"]["metric_value"] > 0.8
     time.sleep(1.0)
     assert receiver.delivered(f"/drift/{steady}") == []
+    health = [h for h in values(drain(scratch.bootstrap, scratch.topic("camera-health"), idle_s=3, timeout_s=20))
+              if h["camera_id"] == drifting]  # fmt: skip
+    assert [h["detections_per_frame"] for h in health] == [5.0, 5.0, 5.0]  # model performance per report
+    assert health[-1]["mean_confidence"] == pytest.approx(0.3) and health[-1]["model_drift_score"] > 0.8
 
 
 def test_count_anomaly_against_the_hour_of_day_baseline(world):

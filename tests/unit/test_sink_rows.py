@@ -57,7 +57,7 @@ def samples():
         ),
         CAMERA_HEALTH: CameraHealth(
             camera_id="c1", at=T, status="online", stream_quality_score=0.93, frame_drop_pct=1.5, offline_s=0.0,
-            processing_lag_ms=120.0,
+            processing_lag_ms=120.0, detections_per_frame=2.5, mean_confidence=0.61, model_drift_score=0.04,
         ),
         ALERTS: Alert(
             alert_id="a1", rule="camera_offline", severity="critical", status="active", title="x",
