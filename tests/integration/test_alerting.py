@@ -192,19 +192,36 @@ def test_escalation_after_the_delay_unless_acknowledged(world):
     assert a == "alice"
 
 
-def test_rule_change_applies_without_restart(world):
+def test_rule_changed_through_the_api_applies_without_restart(world, stack):
+    """The rule is created and then changed with PUT /api/v1/alert-rules/{id} (an API on the same
+    topic prefix): the running worker applies the change at its next evaluation."""
+    import psycopg
+    from api_helpers import AUTH, settings_for
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
     scratch, receiver, _mailbox, beat, worker = world
     cam = cam_id()
     hook = f"/change/{cam}"
-    r = rule(f"off-{cam}", cam, threshold=3600.0, channels=[f"webhook:{receiver.url(hook)}"])
-    publish_rule(scratch, r)
-    beat.live.add(cam)
-    time.sleep(1.0)
-    beat.live.discard(cam)
-    time.sleep(5.0)
-    assert receiver.delivered(hook) == []  # an hour's threshold: not yet
-    publish_rule(scratch, rule(r.rule_id, cam, threshold=2.0, channels=r.channels))
-    wait_for("the alert under the changed rule", lambda: receiver.delivered(hook), timeout=20, tail=worker.tail)
+    body = {"metric": "camera_offline_s", "comparison": ">", "threshold": 3600, "eval_interval_s": 0.5,
+            "cooldown_s": 0, "camera_id": cam, "channels": [f"webhook:{receiver.url(hook)}"]}  # fmt: skip
+    rid = f"off-{cam}"
+    try:
+        with TestClient(create_app(settings_for(scratch.prefix))) as api:
+            assert api.put(f"/api/v1/alert-rules/{rid}", json=body, headers=AUTH).status_code == 201
+            beat.live.add(cam)
+            time.sleep(1.0)
+            beat.live.discard(cam)
+            time.sleep(5.0)
+            assert receiver.delivered(hook) == []  # an hour's threshold: not yet
+            r = api.put(f"/api/v1/alert-rules/{rid}", json={**body, "threshold": 2}, headers=AUTH)
+            assert r.status_code == 200, r.text
+            wait_for("the alert under the changed rule", lambda: receiver.delivered(hook), timeout=20,
+                     tail=worker.tail)  # fmt: skip
+    finally:
+        with psycopg.connect(stack.db_dsn, autocommit=True) as db:
+            db.execute("DELETE FROM alert_rules WHERE rule_id = %s", (rid,))
 
 
 def test_zone_above_its_own_alert_threshold(world):
