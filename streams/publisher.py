@@ -14,9 +14,11 @@ order within each partition and never writes a retried message twice. Messages d
 While the broker is unreachable (``_ALL_BROKERS_DOWN``, or nothing acknowledged for ``stall_s``
 with messages outstanding) only ``down_window`` messages stay with librdkafka, which probe for the
 broker's return; everything else waits in the spool, where a stopped (or killed) process leaves it
-for the next one (:meth:`KafkaPublisher.close`). When the broker returns, the spool is delivered
-oldest first, before anything published since. A bound of the spool drops the oldest messages,
-counted per key (``spool_stats``) and logged.
+for the next one (:meth:`KafkaPublisher.close`). With the spool on disk, the outage also copies what
+librdkafka holds to the head of the disk spool and sends every new message to the disk at once
+(:meth:`KafkaPublisher._secure`), so a SIGKILL during the outage loses nothing published before it.
+When the broker returns, the spool is delivered oldest first, before anything published since. A
+bound of the spool drops the oldest messages, counted per key (``spool_stats``) and logged.
 
 :meth:`KafkaPublisher.failing` says whether publishing is currently failing, for the camera status.
 
@@ -128,7 +130,9 @@ class KafkaPublisher:
         self._last_error_mono = 0.0
         self._outage_since: float | None = None  # when the broker became unreachable (logged once)
         self._fatal = False
+        self._spooling = False  # the broker is away and the spool is on disk: everything goes there
         self._purged: list[Item] = []
+        self._out: dict[int, Item] = {}  # with librdkafka, by hand-out number
         self._dropped_seen: dict[str | None, int] = {}
         self._config = {
             "bootstrap.servers": bootstrap,
@@ -167,12 +171,12 @@ class KafkaPublisher:
         if self._fatal:
             self._recreate()
         spool = self.spool
-        if spool.waiting == 0 and self.stats.in_flight < self._window():
+        if not self._spooling and spool.waiting == 0 and self.stats.in_flight < self._window():
             item = spool.track(topic, key, value)
             if not self._produce(item):
                 spool.requeue([item])
             return True
-        spool.put(topic, key, value)
+        spool.put(topic, key, value, to_disk=self._spooling)  # (in the OS at once while spooling)
         return True
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -247,9 +251,32 @@ class KafkaPublisher:
 
     def _window(self) -> int:
         """How many messages librdkafka may hold: few while the broker is away."""
+        return self.down_window if self._spooling or self._outage() else self.window
+
+    def _outage(self) -> bool:
+        """The broker is unreachable: librdkafka says so, or nothing was acknowledged for ``stall_s``
+        with messages outstanding."""
         with self._lock:
-            stalled = self.stats.in_flight > 0 and time.monotonic() - self._last_delivery_mono > self.stall_s
-            return self.down_window if self._brokers_down or stalled else self.window
+            if self._brokers_down:
+                return True
+            return self.stats.in_flight > 0 and time.monotonic() - self._last_delivery_mono > self.stall_s
+
+    def _secure(self) -> None:
+        """The broker went away (spool on disk): from now on every message goes to the disk at once
+        (the memory tier is skipped) until the broker acknowledges one again, and copies of what
+        librdkafka holds are written, in order, to the head of the disk spool, before the newer
+        messages (:meth:`Spool.secure`). librdkafka keeps the originals: if this process lives on
+        they are delivered by its idempotent retries, once, and release their copies; if it is
+        killed (SIGKILL, OOM) the next process delivers the copies. The spooled messages librdkafka
+        gets while the broker is away (``down_window``) are probes, read from the disk."""
+        self._spooling = True
+        t0 = time.monotonic()
+        n = self.spool.secure(list(self._out.values()))
+        log.info(
+            "kafka unreachable: %d message(s) held by the producer copied to the spool's head (%.0f ms)",
+            n,
+            (time.monotonic() - t0) * 1000,
+        )
 
     def _produce(self, item: Item) -> bool:
         try:
@@ -268,11 +295,14 @@ class KafkaPublisher:
             return False
         with self._lock:
             self.stats.queued += 1
+        self._out[item.n] = item
         return True
 
     def _pump(self) -> None:
         """Hand the oldest waiting messages to librdkafka while the window has room."""
         spool = self.spool
+        if not self._spooling and spool.on_disk and self._outage():
+            self._secure()
         if not spool.waiting:
             return
         if self._fatal:
@@ -309,11 +339,13 @@ class KafkaPublisher:
         self._last_error_mono = time.monotonic()
 
     def _on_delivery(self, item: Item, err, _msg) -> None:
+        self._out.pop(item.n, None)
         if err is None:
             with self._lock:
                 self.stats.delivered += 1
                 self._last_delivery_mono = time.monotonic()
                 self._brokers_down = False
+                self._spooling = False
             self.spool.done(item)
             if self._outage_since is not None:
                 log.warning(

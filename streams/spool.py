@@ -22,7 +22,9 @@ killed process (SIGKILL, OOM) loses nothing that reached the disk tier. ``fsync_
 bounds what a power loss or kernel crash can take: the segment being written and the cursor are
 fsynced at most that often while spooling, and on close; ``0`` fsyncs after every write, ``None``
 never. What only ever sat in memory (at most ``memory_bytes`` / ``memory_age_s`` of messages) is
-lost when the process is killed, and kept when it is stopped (:meth:`close`).
+lost when the process is killed, and kept when it is stopped (:meth:`close`); ``put(to_disk=True)``
+skips memory and :meth:`secure` copies what the producer holds to the disk head (the publisher does
+both while the broker is away).
 A cursor that lags behind deliveries (a kill mid-drain) means up to ``cursor_s`` of messages are
 delivered again after the restart: consumers must be idempotent (the counting worker skips frames
 it has folded in already, by ``frame_seq``).
@@ -194,6 +196,7 @@ class Spool:
         self._disk_bytes = 0  # records on disk not delivered or dropped yet
         self._runs: dict[str | None, deque[list]] = {}  # key -> [[segment, count, ts of its oldest], ...]
         self._acks: deque[list] = deque()  # disk items handed out, in order: [end position, size, done]
+        self._shadow: dict[int, list] = {}  # handed out from memory, copied to disk by secure(): n -> ack
         self._writer: IO[bytes] | None = None
         self._writer_seg = 0
         self._reader: IO[bytes] | None = None
@@ -227,9 +230,21 @@ class Spool:
     def on_disk(self) -> bool:
         return self.directory is not None
 
-    def put(self, topic: str, key: str | None, value: bytes | None, ts: float | None = None) -> None:
-        """Queue a message behind everything waiting; spills or drops the oldest beyond the memory bound."""
+    def put(
+        self, topic: str, key: str | None, value: bytes | None, ts: float | None = None, *, to_disk: bool = False
+    ) -> None:
+        """Queue a message behind everything waiting; spills or drops the oldest beyond the memory
+        bound. ``to_disk`` (with a directory): skip the memory tier, the message is in the OS at once."""
         item = Item(topic, key, value, self.clock() if ts is None else ts)
+        if to_disk and self.directory is not None:
+            if self._mem:
+                self._spill(0)
+            self._append(item)  # counts it in (or drops the oldest, or it, beyond the byte bound)
+            if self._writer is not None:
+                self._writer.flush()
+                if self.config.fsync_s == 0:
+                    self._sync()
+            return
         self._mem.append(item)
         self._mem_bytes += item.size
         self._mem_ts.setdefault(key, deque()).append(item.ts)
@@ -267,10 +282,11 @@ class Spool:
 
     def done(self, item: Item) -> None:
         """The broker has ``item`` (or it failed for good): it may leave the disk."""
-        if item.ack is None or item.ack[2]:
+        ack = item.ack if item.ack is not None else self._shadow.pop(item.n, None) if self._shadow else None
+        if ack is None or ack[2]:
             return
-        item.ack[2] = True
-        self._disk_bytes -= item.ack[1]
+        ack[2] = True
+        self._disk_bytes -= ack[1]
         self._advance()
 
     def requeue(self, items: Iterable[Item]) -> None:
@@ -278,6 +294,53 @@ class Spool:
         for item in items:
             bisect.insort(self._retry, item, key=lambda i: i.n)
             self._waiting[item.key] += 1
+
+    def secure(self, out: Iterable[Item]) -> int:
+        """Make what this process holds survive a kill, without taking it back from the producer:
+        copies of ``out`` (handed out, not delivered: still with the producer) and of the given-back
+        items are written, in the order they were handed out, to a new segment at the head of the
+        disk spool, as *handed out*: each is released there by :meth:`done` of the original, so a
+        process that lives on delivers each once (the producer's idempotent retries), and a killed
+        one leaves them to the next process, before every unread record. The disk records they were
+        read from are released in the same atomic cursor rewrite that makes the new segment live.
+        Memory is written behind the disk. No-op without a directory. Returns how many were copied."""
+        if self.directory is None:
+            return 0
+        back = sorted((i for i in [*out, *self._retry] if i.ack is None or not i.ack[2]), key=lambda i: i.n)
+        if back:
+            seg = min([*self._live, self._next_seg]) - 1
+            acks: deque[list] = deque()
+            chunks = []
+            pos = 0
+            for item in back:
+                data = encode(Item(item.topic, item.key, item.value, item.ts))
+                chunks.append(data)
+                pos += len(data)
+                if item.ack is not None:  # from disk: its record moves to the head
+                    item.ack[0] = (seg, pos)
+                    ack = item.ack
+                else:
+                    ack = [(seg, pos), item.size, False]
+                    self._shadow[item.n] = ack
+                    self._disk_bytes += item.size
+                acks.append(ack)
+            if self._read is not None:  # the records handed out before are delivered or copied now
+                rseg, roff = self._next_position(*self._read) or self._read
+                for old in [s for s in self._live if s < rseg]:
+                    self._forget_segment(old)
+                if rseg in self._live:
+                    self._live[rseg] = roff
+            with open(self.directory / _seg_name(seg), "wb") as f:
+                f.write(b"".join(chunks))
+                f.flush()
+                if self.config.fsync_s is not None:
+                    os.fsync(f.fileno())
+            self._live[seg] = 0
+            self._end[seg] = pos
+            self._acks = acks
+            self._write_cursor()  # atomically: the head segment live, the copied records released
+        self._spill(0)
+        return len(back)
 
     def maintain(self, force: bool = False) -> None:
         """Spill memory past its age, drop past the disk age bound, fsync and write the cursor when
@@ -622,6 +685,7 @@ class Spool:
             if seg in self._live:
                 self._live[seg] = offset
         self._acks.clear()  # (the byte and key accounting no longer matters: the spool is closing)
+        self._shadow.clear()
         seg = min([*self._live, self._next_seg]) - 1
         with open(self.directory / _seg_name(seg), "wb") as f:
             for item in items:

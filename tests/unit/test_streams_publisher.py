@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from models.records import FrameDetections, StreamStats
 from streams.publisher import KafkaPublisher, default_topics
 from streams.spool import Spool, SpoolConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def detections(seq: int) -> FrameDetections:
@@ -108,3 +114,43 @@ def test_a_record_without_a_topic_is_a_programming_error() -> None:
     pub = KafkaPublisher("127.0.0.1:1", {})
     with pytest.raises(KeyError, match="FrameDetections"):
         pub.publish(detections(1))
+
+
+def test_a_publisher_killed_during_an_outage_loses_nothing_it_published(tmp_path) -> None:
+    """Broker unreachable: what librdkafka holds is copied to the disk spool's head when the outage
+    is noticed and what follows goes to disk at once; a SIGKILL (no close) then loses nothing."""
+    spool_dir = tmp_path / "spool"
+    child = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from pathlib import Path
+        from models.records import FrameDetections
+        from streams.publisher import KafkaPublisher
+        from streams.spool import SpoolConfig
+        from tests.unit.test_streams_publisher import detections
+        spool = SpoolConfig(directory=Path({str(spool_dir)!r}), memory_age_s=60.0)
+        pub = KafkaPublisher("127.0.0.1:1", {{FrameDetections: "t.det"}}, stall_s=0.5, spool=spool)
+        for i in range(150):  # straight to librdkafka: nothing waits, the window is wide
+            pub.publish(detections(i))
+        assert pub.stats.in_flight == 150 and pub.spool.waiting == 0
+        deadline = time.monotonic() + 10
+        while not pub._spooling and time.monotonic() < deadline:
+            pub.poll(0.05)
+        assert pub._spooling and pub.stats.in_flight == 150 and pub.stats.returned == 0  # librdkafka keeps them
+        for i in range(150, 300):  # while spooling: to disk at once, never straight to librdkafka
+            pub.publish(detections(i))
+            pub.poll(0)
+        assert pub.spool.totals().memory_bytes == 0
+        print("ok", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9 and "ok" in proc.stdout, proc.stderr[-3000:]
+    again = Spool(SpoolConfig(directory=spool_dir))
+    seqs = []
+    while (item := again.take()) is not None:
+        seqs.append(json.loads(item.value)["frame_seq"])
+        again.done(item)
+    assert seqs == list(range(300))  # all of it, once, in order
+    again.close()

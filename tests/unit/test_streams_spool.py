@@ -241,3 +241,65 @@ def test_fsync_policy(tmp_path, monkeypatch) -> None:
     clock.t += 1.5
     timed.maintain(force=True)
     assert len(calls) > n
+
+
+def test_to_disk_skips_the_memory_tier_and_keeps_the_order(tmp_path) -> None:
+    spool = disk(tmp_path, memory_bytes=1 << 20, memory_age_s=60.0)
+    spool.put("t", "cam-1", msg(0))
+    spool.put("t", "cam-1", msg(1), to_disk=True)  # memory goes first, then this one, straight to disk
+    assert spool.totals().memory_bytes == 0 and spool.totals().disk_bytes > 0
+    spool.put("t", "cam-1", msg(2))
+    assert values(drain(spool)) == [msg(0), msg(1), msg(2)]
+    assert spool.stats("cam-1").waiting == 0
+    spool.close()
+
+
+def test_secure_copies_what_the_producer_holds_to_the_head_and_a_kill_delivers_each_once(tmp_path) -> None:
+    """Handed out: disk items 0-4 and memory items 5-7 (with the producer), 8-9 still waiting in
+    memory; 0 is delivered. ``secure`` copies 1-7 to the disk head and writes memory behind; a
+    SIGKILL (no close) leaves a directory that delivers 1-9 once, in order."""
+    child = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from streams.spool import Spool, SpoolConfig
+        spool = Spool(SpoolConfig(directory=Path({str(tmp_path / "spool")!r}), memory_bytes=1 << 20,
+                                  memory_age_s=60.0, segment_bytes=300, cursor_s=0.0))
+        for i in range(5):
+            spool.put("t", "cam-%d" % (i % 2), b"m%03d" % i, to_disk=True)
+        for i in range(5, 10):
+            spool.put("t", "cam-%d" % (i % 2), b"m%03d" % i)
+        out = [spool.take() for _ in range(8)]
+        spool.done(out[0])
+        assert spool.secure(out[1:]) == 7
+        assert spool.waiting == 2 and spool.totals().memory_bytes == 0
+        spool.done(out[2]); spool.done(out[6])  # delivered by the producer after all
+        spool.maintain(force=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    again = disk(tmp_path)
+    # the cursor moves in order: 2 and 6, acknowledged behind 1, are sent again (as without secure)
+    assert values(drain(again)) == [b"m%03d" % i for i in range(1, 10)]
+    again.close()
+    assert not (tmp_path / "spool").exists()
+
+
+def test_secure_in_a_live_spool_releases_the_copies_as_the_originals_are_delivered(tmp_path) -> None:
+    spool = disk(tmp_path, memory_bytes=1 << 20, memory_age_s=60.0, segment_bytes=300)
+    for i in range(8):
+        spool.put("t", "cam-1", msg(i, size=40), to_disk=i < 4)
+    out = [spool.take() for _ in range(5)]  # 0-3 from disk, 4 from memory
+    spool.requeue([out.pop(2)])  # given back (a failed produce)
+    assert spool.secure(out) == 5
+    assert spool.stats("cam-1").waiting == 4 and spool.totals().memory_bytes == 0
+    for item in out:
+        spool.done(item)
+    items = drain(spool)  # the given-back one, then the rest
+    assert values(items) == [msg(i, size=40) for i in (2, 5, 6, 7)]
+    assert spool.totals() == (0, 0, 0, None, 0, len(spool._live))
+    assert spool.secure([]) == 0
+    spool.close()
+    assert not (tmp_path / "spool").exists()
