@@ -1,6 +1,6 @@
 """Database health without a database: the DbHealth record, database-scope rules, sql.health's pure
 parts, the sampler's outage logging and gauges, and how a sample is judged (``agents.db_health``).
-The sample against the real database is ``tests/integration/test_db_health.py``."""
+The sample against the real database is ``tests/integration/test_db_health_pipeline.py``."""
 
 from __future__ import annotations
 
