@@ -34,7 +34,8 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from agents import metrics
 from agents.alert_state import (
@@ -76,6 +77,7 @@ from models.records import (
 )
 
 log = logging.getLogger("agents.alerting")
+R = TypeVar("R")
 
 CFG = settings.alerting
 DEFAULT_TARGET_FPS = 10.0  # StreamSettings.target_fps's default, for cameras without a stream config
@@ -547,6 +549,17 @@ RESCAN_S = 60.0
 # ----------------------------------------------------------------------------- Faust wiring
 
 
+async def feed(stream: Any, record: type[R], handle: Callable[[R, int], Awaitable[None]]) -> None:
+    """Parse each event of ``stream`` as ``record`` and hand it, with its partition, to ``handle``.
+    A malformed value is skipped: the evaluator reads topics whose sinks dead-letter it already."""
+    async for event in stream.events():
+        try:
+            value = parse(record, event.value or b"")
+        except SchemaError:
+            continue
+        await handle(value, event.message.partition)
+
+
 def _owned(topic: Any) -> set[int]:
     name = topic.get_topic_name()
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name}
@@ -576,21 +589,11 @@ if CFG.enabled:
 
     @app.agent(stream_stats_topic)
     async def evaluate_stream_stats(stream):  # noqa: ANN001
-        async for event in stream.events():
-            try:
-                stats = parse(StreamStats, event.value or b"")
-            except SchemaError:
-                continue  # the stream-stats sink dead-letters it
-            await evaluator.on_stats(stats, event.message.partition)
+        await feed(stream, StreamStats, evaluator.on_stats)
 
     @app.agent(occupancy_topic)
     async def evaluate_occupancy(stream):  # noqa: ANN001
-        async for event in stream.events():
-            try:
-                sample = parse(OccupancySample, event.value or b"")
-            except SchemaError:
-                continue
-            await evaluator.on_occupancy(sample, event.message.partition)
+        await feed(stream, OccupancySample, evaluator.on_occupancy)
 
     @app.agent(alert_events_topic)
     async def alert_lifecycle(stream):  # noqa: ANN001

@@ -17,10 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from agents.alert_state import CameraAlerts
-from agents.alerting import CFG
+from agents.alerting import CFG, feed
 from agents.app import app, window_counts_topic
 from core import anomaly
-from models.base import SchemaError, parse
 from models.records import WindowCount
 
 log = logging.getLogger("agents.anomaly")
@@ -87,9 +86,4 @@ if CFG.enabled:
 
     @app.agent(window_counts_topic)
     async def count_anomalies(stream):  # noqa: ANN001
-        async for event in stream.events():
-            try:
-                w = parse(WindowCount, event.value or b"")
-            except SchemaError:
-                continue  # the window-counts sink dead-letters it
-            await on_window(_evaluator, w, event.message.partition)
+        await feed(stream, WindowCount, lambda w, partition: on_window(_evaluator, w, partition))

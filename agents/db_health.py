@@ -30,7 +30,6 @@ from agents import metrics
 from agents.alert_state import DB_PREFIX
 from agents.app import app, db_health_topic, settings
 from agents.rows import OutageLog
-from models.base import SchemaError, parse
 from models.records import CaggLag, DbHealth, HypertableHealth
 from sql import health
 
@@ -140,12 +139,8 @@ if CFG.db_health_interval_s > 0:
 
 if CFG.enabled:
     from agents.alerting import evaluator as _evaluator
+    from agents.alerting import feed
 
     @app.agent(db_health_topic)
     async def evaluate_db_health(stream):  # noqa: ANN001
-        async for event in stream.events():
-            try:
-                h = parse(DbHealth, event.value or b"")
-            except SchemaError:
-                continue  # the db-health sink dead-letters it
-            await judge(_evaluator, h, event.message.partition)
+        await feed(stream, DbHealth, lambda h, partition: judge(_evaluator, h, partition))
