@@ -55,7 +55,6 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from agents_helpers import Scratch, Worker, drain, produce, values  # noqa: E402
+from alert_helpers import SECRET, Hit, Receiver  # noqa: E402
 
 from core import alerting as core  # noqa: E402
 from core.settings import get_settings  # noqa: E402
@@ -73,7 +73,7 @@ from models.base import parse  # noqa: E402
 from models.records import AlertRule, StreamStats  # noqa: E402
 from models.topics import catalogue, ensure_topics  # noqa: E402
 
-SECRET = "bench-webhook-secret"
+HOOK = "/hook"
 WINDOW_S = 5.0  # StreamOptions.stats_interval_s: one stream-stats report per camera every 5 s
 EPISODE = 10  # reports a degraded camera stays degraded
 BREACH_EVERY = 100  # one camera in 100 is degraded at any time
@@ -421,46 +421,9 @@ class BenchScratch(Scratch):
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
 
 
-class HookReceiver:
-    """A local webhook receiver noting when each POST arrived (wall clock) and its body."""
-
-    def __init__(self) -> None:
-        self.hits: list[tuple[float, dict, bool]] = []
-        self.lock = threading.Lock()
-
-    def start(self) -> HookReceiver:
-        from agents.channels import SIGNATURE_HEADER, verify
-
-        me = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                now = time.time()
-                ok = verify(raw, self.headers.get(SIGNATURE_HEADER, ""), SECRET.encode(), tolerance_s=300,
-                            now=int(now))  # fmt: skip
-                with me.lock:
-                    me.hits.append((now, json.loads(raw), ok))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def fired(self) -> list[tuple[float, dict, bool]]:
-        with self.lock:
-            return [h for h in self.hits if h[1].get("event") == "fired"]
-
-    def stop(self) -> None:
-        self.server.shutdown()
+def fired(receiver: Receiver) -> list[Hit]:
+    """The webhook's deliveries of fired alerts (the local receiver of the alerting tests)."""
+    return [h for h in receiver.delivered(HOOK) if h.body.get("event") == "fired"]
 
 
 class Heartbeat(threading.Thread):
@@ -515,7 +478,7 @@ def latency_row(bootstrap: str, tick_s: float, eval_s: float, cameras: int, n_ru
     rng = random.Random(seed)
     t_setup = time.monotonic()
     scratch = BenchScratch(bootstrap)
-    receiver = HookReceiver().start()
+    receiver = Receiver().start()
     beat = Heartbeat(bootstrap, scratch.topic("stream-stats"), seed=seed)
     env = {"FOOTFALL_ALERTING__STARTUP_GRACE_S": "0", "FOOTFALL_ALERTING__TICK_S": str(tick_s),
            "FOOTFALL_ALERTING__WEBHOOK_SECRET": SECRET}  # fmt: skip
@@ -525,7 +488,7 @@ def latency_row(bootstrap: str, tick_s: float, eval_s: float, cameras: int, n_ru
     try:
         offline = AlertRule(rule_id="offline", metric="camera_offline_s", comparison=">", threshold=threshold,
                             for_s=0.0, cooldown_s=0.0, eval_interval_s=eval_s, severity="critical",
-                            channels=[f"webhook:{receiver.url}"], updated_at=time.time())  # fmt: skip
+                            channels=[f"webhook:{receiver.url(HOOK)}"], updated_at=time.time())  # fmt: skip
         others = [r for r in make_rules(2 * n_rules) if r.metric != "camera_offline_s"][: max(0, n_rules - 1)]
         rules = [offline, *others]
         produce(bootstrap, scratch.topic("alert-rules"), [(r.rule_id, r.to_json()) for r in rules])
@@ -559,16 +522,16 @@ def latency_row(bootstrap: str, tick_s: float, eval_s: float, cameras: int, n_ru
             time.sleep(max(0.0, at - time.monotonic()))
             beat.live.discard(cam)
         deadline = time.monotonic() + threshold + tick_s + eval_s + 15
-        while time.monotonic() < deadline and len({h[1]["alert"]["camera_id"] for h in receiver.fired()}) < cameras:
+        while time.monotonic() < deadline and len({h.body["alert"]["camera_id"] for h in fired(receiver)}) < cameras:
             time.sleep(0.2)
         time.sleep(min(2.0, tick_s * 2))  # duplicates, if any, arrive now
         beat.halt.set()
         beat.join(15)
 
-        hits = receiver.fired()
-        first: dict[str, tuple[float, dict, bool]] = {}
+        hits = fired(receiver)
+        first: dict[str, Hit] = {}
         for h in hits:
-            first.setdefault(h[1]["alert"]["camera_id"], h)
+            first.setdefault(h.body["alert"]["camera_id"], h)
         msgs = drain(bootstrap, scratch.topic("alert-events"), idle_s=1.5, timeout_s=30)
         events = values(msgs)
         produced = {}  # camera -> create time of its first fired event
@@ -576,7 +539,8 @@ def latency_row(bootstrap: str, tick_s: float, eval_s: float, cameras: int, n_ru
             if ev.get("kind") == "fired":
                 produced.setdefault(ev["alert"]["camera_id"], m.timestamp()[1] / 1000.0)
         total, detect, deliver, early, mismatch = [], [], [], 0, 0
-        for cam, (recv, body, _ok) in first.items():
+        for cam, hit in first.items():
+            recv, body = hit.at, hit.body
             true_at = beat.last[cam] + threshold
             if abs(body["alert"]["triggered_at"] - true_at) > 0.001:
                 mismatch += 1
@@ -593,7 +557,7 @@ def latency_row(bootstrap: str, tick_s: float, eval_s: float, cameras: int, n_ru
                 "duplicates": len(hits) - len(first),
                 "fired_before_condition_true": early,
                 "triggered_at_not_last_heartbeat_plus_threshold": mismatch,
-                "signed_ok": sum(1 for h in hits if h[2]),
+                "signed_ok": sum(1 for h in hits if h.signed_ok),
                 "fired_events": sum(1 for e in events if e.get("kind") == "fired"),
                 "condition_to_webhook_ms": summary(total),
                 "condition_to_event_produced_ms": summary(detect),

@@ -22,6 +22,7 @@ SECRET = "test-webhook-secret"
 
 @dataclass
 class Hit:
+    at: float  # wall clock when the request arrived
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
@@ -44,14 +45,15 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                at = time.time()
                 sig = self.headers.get(SIGNATURE_HEADER, "")
-                ok = verify(raw, sig, SECRET.encode(), tolerance_s=300, now=int(time.time()))
+                ok = verify(raw, sig, SECRET.encode(), tolerance_s=300, now=int(at))
                 with receiver.lock:
                     left = receiver.fail.get(self.path, 0)
                     status = 500 if left != 0 else 200
                     if left > 0:
                         receiver.fail[self.path] = left - 1
-                    receiver.hits.append(Hit(self.path, json.loads(raw), dict(self.headers), status, ok))
+                    receiver.hits.append(Hit(at, self.path, json.loads(raw), dict(self.headers), status, ok))
                 self.send_response(status)
                 self.end_headers()
 
