@@ -8,11 +8,15 @@ thread while they are listed in ``Heartbeat.live``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from agents_helpers import Scratch, Worker, drain, produce, values
@@ -45,23 +49,48 @@ class Heartbeat:
         p.flush(10)
 
 
-@pytest.fixture(scope="module")
-def world(stack, tmp_path_factory):
+@dataclass
+class Stage:
+    """What the alerting tests run against: scratch topics, the webhook receiver, the SMTP server,
+    the heartbeat, and the workers started with :meth:`worker` (all stopped by :func:`stage`)."""
+
+    scratch: Scratch
+    receiver: Receiver
+    mailbox: Mailbox
+    beat: Heartbeat
+    workdir: Path
+    env: dict[str, str]
+    workers: list[Worker] = field(default_factory=list)
+
+    def worker(self, name: str = "w1") -> Worker:
+        w = Worker(self.scratch, self.workdir, name=name, env=self.env).start()
+        self.workers.append(w)
+        w.wait_ready()
+        return w
+
+
+@contextlib.contextmanager
+def stage(stack, workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stage]:
     scratch = Scratch(stack.bootstrap)
     receiver, mailbox = Receiver().start(), Mailbox().start()
     beat = Heartbeat(scratch)
     beat.thread.start()
-    env = alerting_env(mailbox)
-    worker = Worker(scratch, tmp_path_factory.mktemp("alerting"), env=env).start()
+    st = Stage(scratch, receiver, mailbox, beat, workdir, alerting_env(mailbox) | (extra_env or {}))
     try:
-        worker.wait_ready()
-        yield scratch, receiver, mailbox, beat, worker
+        yield st
     finally:
         beat.stop.set()
-        worker.stop()
+        for w in st.workers:
+            w.stop()
         receiver.stop()
         mailbox.stop()
         scratch.close()
+
+
+@pytest.fixture(scope="module")
+def world(stack, tmp_path_factory):
+    with stage(stack, tmp_path_factory.mktemp("alerting")) as st:
+        yield st.scratch, st.receiver, st.mailbox, st.beat, st.worker()
 
 
 def alerting_env(mailbox: Mailbox) -> dict[str, str]:
@@ -332,16 +361,12 @@ def test_count_anomaly_against_the_hour_of_day_baseline(world):
 def test_sigkill_between_firing_and_delivery_sends_one_notification(stack, tmp_path):
     """The webhook keeps failing while the worker has fired; the worker is killed with kill -9,
     restarted, and the webhook recovers: one alert, one delivered key, nothing lost."""
-    scratch = Scratch(stack.bootstrap)
-    receiver, mailbox = Receiver().start(), Mailbox().start()
-    beat = Heartbeat(scratch)
-    beat.thread.start()
-    env = alerting_env(mailbox) | {"FOOTFALL_ALERTING__BACKOFF_BASE_S": "1", "FOOTFALL_ALERTING__BACKOFF_CAP_S": "1"}
-    worker = Worker(scratch, tmp_path, env=env).start()
-    cam = cam_id()
-    hook = f"/kill/{cam}"
-    try:
-        worker.wait_ready()
+    slow = {"FOOTFALL_ALERTING__BACKOFF_BASE_S": "1", "FOOTFALL_ALERTING__BACKOFF_CAP_S": "1"}
+    with stage(stack, tmp_path, slow) as st:
+        scratch, receiver, beat = st.scratch, st.receiver, st.beat
+        worker = st.worker()
+        cam = cam_id()
+        hook = f"/kill/{cam}"
         publish_rule(scratch, rule(f"off-{cam}", cam, channels=[f"webhook:{receiver.url(hook)}"]))
         receiver.fail[hook] = -1
         beat.live.add(cam)
@@ -351,22 +376,14 @@ def test_sigkill_between_firing_and_delivery_sends_one_notification(stack, tmp_p
         worker.kill()  # fired, not delivered
         receiver.fail[hook] = 0
         time.sleep(1.0)
-        worker = Worker(scratch, tmp_path, name="w2", env=env).start()
-        worker.wait_ready()
+        worker = st.worker("w2")
         wait_for("the delivery after the restart", lambda: receiver.delivered(hook), timeout=60, tail=worker.tail)
         time.sleep(2.0)
         worker.kill()  # between two evaluations, with the alert open
-        worker = Worker(scratch, tmp_path, name="w3", env=env).start()
-        worker.wait_ready()
+        worker = st.worker("w3")
         time.sleep(4.0)
         keys = set(receiver.keys(hook))
         assert len(keys) == 1 and next(iter(keys)).endswith(":fired"), receiver.keys(hook)
         events = values(drain(stack.bootstrap, scratch.topic("alert-events"), idle_s=3, timeout_s=20))
         assert len({e["alert_id"] for e in events if e["kind"] == "fired"}) == 1
         assert list(alerts_of(scratch, cam)) == [next(iter(keys)).rsplit(":", 1)[0]]
-    finally:
-        beat.stop.set()
-        worker.stop()
-        receiver.stop()
-        mailbox.stop()
-        scratch.close()
