@@ -143,7 +143,11 @@ async def follow_rules(book: RuleBook, bootstrap: str, topic: str) -> None:
     every rule)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    from models.kafka_security import aiokafka_security
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **aiokafka_security()
+    )
     await consumer.start()
     try:
         parts = None

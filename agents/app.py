@@ -19,6 +19,7 @@ from __future__ import annotations
 import faust
 
 from core.settings import get_settings
+from models.kafka_security import faust_credentials
 from models.topics import topic_name
 
 settings = get_settings()
@@ -30,6 +31,7 @@ settings.worker.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only
 app = faust.App(
     APP_ID,
     broker=f"kafka://{settings.kafka.bootstrap}",
+    broker_credentials=faust_credentials(settings.kafka),  # None (Faust's default) for PLAINTEXT
     store="memory://",  # tables are rebuilt from their changelog topics on start
     autodiscover=True,
     origin="agents",

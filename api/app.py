@@ -26,6 +26,7 @@ from api.queries import ParamError
 from api.store import PasswordStorageError
 from core.settings import Settings, get_settings
 from models.base import SchemaError
+from models.kafka_security import librdkafka_security
 from models.topics import catalogue, ensure_topics, topic_name
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,14 @@ class ConfigPublisher:
                 "enable.idempotence": True,
                 "message.timeout.ms": int(timeout_s * 1000),
                 "socket.timeout.ms": 10_000,
+                **librdkafka_security(settings.kafka),
             }
         )
 
     def ensure_topic(self) -> None:
         kafka = self._settings.kafka
         spec = [s for s in catalogue(kafka.topic_prefix, kafka.partitions) if s.name in self.topics.values()]
-        ensure_topics(self._settings.kafka.bootstrap, spec, timeout_s=10)
+        ensure_topics(self._settings.kafka.bootstrap, spec, timeout_s=10, kafka=self._settings.kafka)
 
     def publish(self, key: str, value: bytes | None, topic: str = "camera-config") -> None:
         """Produce to one of :data:`PUBLISHED_TOPICS` and wait for the broker's acknowledgement;

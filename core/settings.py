@@ -12,10 +12,12 @@ the ports published by ``docker-compose.yml``.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +29,38 @@ class KafkaSettings(BaseModel):
     # Every camera-keyed topic has this many partitions; it bounds how many workers share the load.
     partitions: int = Field(default=12, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    # Security of every Kafka client the project creates (librdkafka and aiokafka/Faust alike, mapped
+    # in models/kafka_security.py). PLAINTEXT leaves the clients' configuration exactly as without it.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None  # PEM CA bundle that signed the brokers' certificates; unset = system CAs
+    ssl_certfile: Path | None = None  # client certificate (PEM) for mutual TLS
+    ssl_keyfile: Path | None = None  # its private key (PEM); unset = in ssl_certfile
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> Self:
+        """A SASL or TLS setting that the protocol would ignore is refused: it would silently leave
+        the traffic in clear or unauthenticated."""
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(f"security_protocol {protocol} needs sasl_username and sasl_password")
+        if not sasl and (self.sasl_username or self.sasl_password is not None):
+            raise ValueError(f"sasl_username/sasl_password are set but security_protocol is {protocol}")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError(f"ssl_cafile/ssl_certfile/ssl_keyfile are set but security_protocol is {protocol}")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        return self
 
 
 class DatabaseSettings(BaseModel):
     # Clients connect through pgbouncer (transaction pooling): no session state, no server-side
-    # prepared statements across transactions.
+    # prepared statements across transactions. TLS is part of the URL (libpq parameters), e.g.
+    # ...?sslmode=verify-full&sslrootcert=/etc/footfall/db-ca.pem
     url: SecretStr = SecretStr("postgresql://footfall:footfall@127.0.0.1:5432/footfall")
     pool_min: int = 1
     pool_max: int = 4
@@ -47,6 +76,36 @@ class HttpSettings(BaseModel):
     worker_web_port: int = 6066  # Faust web views
     metrics_port: int = 9108  # Prometheus metrics of the grabbers
     prometheus_port: int = 9090  # Prometheus of the local stack (infra/local; docker-compose's too)
+    # The API serves HTTPS only when a certificate is set (PEM; the key may be in the same file).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # Larger request bodies are refused with 413 (api/security.py), with or without Content-Length.
+    max_body_bytes: int = Field(default=1 << 20, ge=1)
+    # Browser origins allowed to call the API (CORS), e.g. '["https://dash.example.org"]'; empty = none.
+    cors_origins: list[str] = []
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        """A browser sends ``scheme://host[:port]``; anything else (a path, a trailing slash) would
+        never match and CORS would silently stay off for it."""
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://dash.example.org[:8443]")
+        return origins
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> Self:
+        if self.tls_keyfile and not self.tls_certfile:
+            raise ValueError("tls_keyfile needs tls_certfile")
+        return self
+
+
+_ORIGIN = re.compile(r"https?://([^/\s:\[\]]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
 
 
 class WorkerSettings(BaseModel):

@@ -265,10 +265,12 @@ def publish_configs(settings: Settings, path: Path) -> None:
     from confluent_kafka import Producer
 
     from models.base import parse
+    from models.kafka_security import librdkafka_security
     from models.records import CameraConfig
     from models.topics import topic_name
 
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
+    config = {"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True}
+    producer = Producer(config | librdkafka_security(settings.kafka))
     topic = topic_name(settings.kafka.topic_prefix, "camera-config")
     for raw in json.loads(path.read_text())["cameras"]:
         cfg = parse(CameraConfig, raw)

@@ -11,9 +11,13 @@ and outputs are co-partitioned and owned by one worker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from models import records
 from models.base import WireRecord
+
+if TYPE_CHECKING:
+    from core.settings import KafkaSettings
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
@@ -72,12 +76,17 @@ def catalogue(prefix: str, partitions: int) -> list[TopicSpec]:
     ]
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str, specs: list[TopicSpec], timeout_s: float = 30.0, *, kafka: KafkaSettings | None = None
+) -> list[str]:
     """Create the topics that do not exist yet (the broker does not auto-create). Returns the names
-    created. An existing topic with fewer partitions is an error: it would split cameras."""
+    created. An existing topic with fewer partitions is an error: it would split cameras. ``kafka``:
+    whose SASL/TLS settings to use (default: the process settings)."""
     from confluent_kafka.admin import AdminClient, NewTopic  # adapter import kept out of the catalogue
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from models.kafka_security import librdkafka_security
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **librdkafka_security(kafka)})
     existing = admin.list_topics(timeout=timeout_s).topics
     for spec in specs:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from models.base import SchemaError, parse
+from models.kafka_security import librdkafka_security
 from models.records import CameraConfig
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ class ConfigTopicFollower:
                 "group.id": "footfall-grabber-config-unused",  # required by the client; never committed
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                **librdkafka_security(),
             }
         )
         try:

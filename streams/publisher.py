@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.base import WireRecord
+from models.kafka_security import librdkafka_security
 from models.records import FrameDetections, StreamStats
 from models.topics import topic_name
 from streams.spool import Item, KeyStats, Spool, SpoolConfig, SpoolTotals
@@ -147,6 +148,7 @@ class KafkaPublisher:
             "reconnect.backoff.max.ms": 2000,
             "error_cb": self._on_error,
             "logger": _rdkafka_log,  # librdkafka's logs through Python logging (throttled)
+            **librdkafka_security(),
             **dict(extra_config or {}),
         }
         self._producer = self._new_producer()
