@@ -28,6 +28,7 @@ from agents.sinks import dead_letter, is_transient
 from api.store import KEEP, delete_camera, save_camera
 from models.base import SchemaError, parse
 from models.records import CameraConfig
+from sql.roles import set_role
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ async def apply(cfg_or_id: CameraConfig | str) -> str:
 
 async def _apply(conn: psycopg.AsyncConnection, cfg_or_id: CameraConfig | str) -> str:
     async with conn.transaction():
+        await conn.execute(set_role(settings.database.writer_role))
         if isinstance(cfg_or_id, str):
             return "deleted" if await delete_camera(conn, cfg_or_id) else "absent"
         cfg = cfg_or_id

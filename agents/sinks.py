@@ -49,6 +49,7 @@ from agents.deadletter import dead_letter as make_dead_letter
 from agents.rows import SPECS, OutageLog, Row, TableSpec, split_halves
 from models.base import SchemaError, parse
 from models.topics import topic_name
+from sql.roles import set_role
 
 log = logging.getLogger(__name__)
 # The pool warns on every failed connection attempt; the writers log an outage once per state change.
@@ -168,7 +169,8 @@ class TableWriter:
 
     async def _execute(self, rows: list[Row]) -> None:
         pool = await self.pool()
-        async with pool.connection() as conn:
+        async with pool.connection() as conn, conn.transaction():
+            await conn.execute(set_role(settings.database.writer_role))  # the worker's role: every tenant
             await conn.execute(self.spec.sql, self.spec.params(rows))
 
     def _on_failure(self, state: RetryCallState) -> None:

@@ -1,5 +1,9 @@
 """Live views (Faust web, JSON) over the counting agent's in-memory state. See agents/README.md.
 
+Every view names an API key like the HTTP API (``Authorization: Bearer ...``, checked by the same
+``api.auth.Authenticator``) and shows only the caller's tenant's cameras; a camera of another
+tenant reads as unknown (404).
+
 Per-camera views answer from any worker: a worker that does not own the camera forwards the
 request to the owner of the camera's partition (the ``camera-state`` table's active partition in
 the assignor's metadata) and returns its answer. Faust's own ``table_route`` hashes keys with the
@@ -14,17 +18,53 @@ import time
 import zlib
 from typing import Any
 
+from fastapi import HTTPException
 from faust.web import Request, Response, View
 
 from agents import state as st
-from agents.app import PARTITIONS, app
+from agents.app import PARTITIONS, app, settings
 from agents.counting import WINDOWING, camera_configs, camera_states, counter
+from core.principals import Principal
 from core.trend import trend
 from core.windows import rolling_sum, window_start
 from models.base import SchemaError, parse
 from models.records import CameraConfig
 
 ROUTED_HEADER = "X-Footfall-Routed"
+_authenticator: Any = None
+
+
+async def caller(view: View, request: Request) -> Principal | Any:
+    """The authenticated caller, or the refusal to return."""
+    global _authenticator
+    from api.auth import Authenticator, bearer_credential
+
+    if _authenticator is None:
+        from agents.sinks import get_pool
+
+        _authenticator = Authenticator(settings, await get_pool())
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    try:
+        return await _authenticator.principal(
+            bearer_credential(request.headers.get("Authorization", "")), peer[0] if peer else "unknown", request.path
+        )
+    except HTTPException as exc:
+        return view.json({"error": exc.detail}, status=exc.status_code, headers=exc.headers or {})
+
+
+def tenant_of(camera_id: str) -> str | None:
+    """The tenant of a camera this worker holds a configuration for."""
+    raw = camera_configs.data.get(camera_id.encode()) or camera_configs.data.get(camera_id)
+    if raw is None:
+        return None
+    try:
+        return parse(CameraConfig, raw).tenant
+    except SchemaError:
+        return None
+
+
+def sees(principal: Principal, camera_id: str) -> bool:
+    return principal.role == "superadmin" or tenant_of(camera_id) == principal.tenant
 
 
 def crc32_partition(key: str, partitions: int = PARTITIONS) -> int:
@@ -59,7 +99,11 @@ def owner_url(partition: int) -> str | None:
 
 async def routed(view: View, request: Request, camera_id: str, local: Any) -> Response:
     """Answer locally if this worker owns ``camera_id`` (or the request was already forwarded),
-    else forward to the owner."""
+    else forward to the owner (with the caller's credentials: the owner checks them again)."""
+    principal = await caller(view, request)
+    if not isinstance(principal, Principal):  # the refusal
+        return principal
+    unknown = view.json({"error": f"camera {camera_id!r} has no state on its owner yet"}, status=404)
     rt = counter.cameras.get(camera_id)
     if rt is None and not request.headers.get(ROUTED_HEADER):
         url = owner_url(camera_partition(camera_id))
@@ -68,7 +112,8 @@ async def routed(view: View, request: Request, camera_id: str, local: Any) -> Re
 
             dest = URL(url)
             target = request.url.with_host(dest.host).with_port(dest.port)
-            async with app.http_client.get(str(target), headers={ROUTED_HEADER: "1"}) as resp:
+            headers = {ROUTED_HEADER: "1", "Authorization": request.headers.get("Authorization", "")}
+            async with app.http_client.get(str(target), headers=headers) as resp:
                 body = await resp.read()
                 return view.bytes(body, content_type="application/json", status=resp.status)
     if rt is None:  # owned, but no frame since the partition was assigned: read the stored state
@@ -77,8 +122,8 @@ async def routed(view: View, request: Request, camera_id: str, local: Any) -> Re
             rt = None if raw is None else st.decode(raw)
         except ValueError:
             rt = None
-    if rt is None:
-        return view.json({"error": f"camera {camera_id!r} has no state on its owner yet"}, status=404)
+    if rt is None or not sees(principal, camera_id):
+        return unknown
     return view.json({**local(rt), "served_by": str(app.conf.canonical_url)})
 
 
@@ -174,12 +219,16 @@ class OwnedCameras(View):
     """The cameras this worker owns, with last frame time and lag."""
 
     async def get(self, request: Request) -> Response:
+        principal = await caller(self, request)
+        if not isinstance(principal, Principal):  # the refusal
+            return principal
         now = time.time()
+        mine = [rt for cam, rt in sorted(counter.cameras.items()) if sees(principal, cam)]
         return self.json(
             {
                 "worker": str(app.conf.canonical_url),
-                "cameras": [camera_summary(rt, now) for _, rt in sorted(counter.cameras.items())],
-                "stats": counter.stats(),
+                "cameras": [camera_summary(rt, now) for rt in mine],
+                "stats": counter.stats() if principal.role == "superadmin" else None,
             }
         )
 
@@ -212,12 +261,18 @@ class Configs(View):
     """The camera configurations this worker holds (its own partitions and standbys)."""
 
     async def get(self, request: Request) -> Response:
+        principal = await caller(self, request)
+        if not isinstance(principal, Principal):  # the refusal
+            return principal
         out = {}
         for key, raw in list(camera_configs.data.items()):
             try:
                 cfg = parse(CameraConfig, raw)
             except SchemaError as exc:
-                out[key.decode(errors="replace")] = {"error": str(exc)}
+                if principal.role == "superadmin":
+                    out[key.decode(errors="replace")] = {"error": str(exc)}
+                continue
+            if not principal.may_act_in(cfg.tenant):
                 continue
             out[cfg.camera_id] = {
                 "lines": [line.line_id for line in cfg.lines],

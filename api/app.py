@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from api import perftest
+from api import perftest, security
+from api.auth import Authenticator, install_request_ids
 from api.metrics import install as install_metrics
 from api.queries import ParamError
 from api.store import PasswordStorageError
@@ -34,8 +35,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """People counting over Kafka and TimescaleDB: cameras and their counting lines and zones,
 counts and occupancy from the continuous aggregates, stream health (seed 002 endpoints) and a live push.
 
-**Auth**: reads are open; every write needs `Authorization: Bearer <FOOTFALL_API_TOKEN>`.
-With no token configured on the server, writes answer 403."""
+**Auth**: every endpoint but `/health` and `/metrics` needs `Authorization: Bearer <API key>`
+(`python -m api keys create --tenant T --role admin` makes the first one). Roles: `viewer` reads,
+`operator` also changes cameras, lines, zones and acts on alerts, `admin` also manages users,
+keys, alert rules, erasure and reads the audit log, `superadmin` spans tenants. Every caller sees
+only its own tenant's cameras, counts, alerts and live push."""
 
 
 class PublishError(RuntimeError):
@@ -121,6 +125,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.open(wait=False)  # the API starts (and /health says why) even if the DB is down
     app.state.pool = pool
     app.state.redis = aioredis.Redis.from_url(settings.redis.url.get_secret_value(), socket_timeout=5)
+    app.state.auth.pool = pool
     app.state.publisher = ConfigPublisher(settings, app.state.publish_timeout_s)
     try:
         await asyncio.to_thread(app.state.publisher.ensure_topic)
@@ -198,6 +203,13 @@ def install_error_handlers(app: FastAPI) -> None:
         msg = exc.diag.message_primary if exc.diag and exc.diag.message_primary else type(exc).__name__
         return _error(422, f"the database refused the values: {msg}")
 
+    @app.exception_handler(psycopg.errors.InsufficientPrivilege)
+    async def not_permitted(_req: Request, exc: psycopg.Error) -> JSONResponse:
+        # Row-level security refused a write: the row belongs to another tenant (ids are global).
+        msg = exc.diag.message_primary if exc.diag and exc.diag.message_primary else type(exc).__name__
+        log.warning("database refused a write as not permitted: %s", msg)
+        return _error(403, "not permitted: the object belongs to another tenant or is out of your reach")
+
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)
     async def db_down(_req: Request, exc: Exception) -> JSONResponse:
@@ -206,7 +218,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0) -> FastAPI:
-    from api.routes import alerts, analytics, cameras, health, live, monitoring, performance
+    from api.routes import admin, alerts, analytics, cameras, health, live, monitoring, performance
 
     app = FastAPI(
         title="footfall API",
@@ -216,8 +228,11 @@ def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0
     )
     app.state.settings = settings or get_settings()
     app.state.publish_timeout_s = publish_timeout_s
+    app.state.auth = Authenticator(app.state.settings, pool=None)  # the pool arrives with the lifespan
     install_error_handlers(app)
+    security.install(app, app.state.settings)  # before the metrics: their middleware then counts its 413s
     app.state.metrics = install_metrics(app)
-    for module in (health, cameras, analytics, monitoring, alerts, live, performance):
+    install_request_ids(app)
+    for module in (health, cameras, analytics, monitoring, alerts, live, performance, admin):
         app.include_router(module.router)
     return app

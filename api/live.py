@@ -56,9 +56,10 @@ def group_channel(prefix: str, group_id: str) -> str:
     return f"{prefix}:live:group:{group_id}"
 
 
-def alerts_channel(prefix: str) -> str:
-    """Every alert change (fired, acknowledged, resolved, closed, escalated), whatever its camera."""
-    return f"{prefix}:live:alerts"
+def alerts_channel(prefix: str, tenant: str | None = None) -> str:
+    """Every alert change (fired, acknowledged, resolved, closed, escalated) of one tenant, or of
+    every tenant (``tenant`` None: the platform's channel, for superadmins)."""
+    return f"{prefix}:live:alerts" if tenant is None else f"{prefix}:live:alerts:{tenant}"
 
 
 def snapshot_key(prefix: str, camera_id: str) -> str:
@@ -94,9 +95,10 @@ def message_for_alert(alert: Alert) -> dict[str, Any]:
 
 
 async def publish_alert(redis: Any, prefix: str, alert: Alert, groups: Iterable[str] = ()) -> int:
-    """Publish an alert's new state to the alerts channel and to its camera's and groups' channels."""
+    """Publish an alert's new state to the platform's and its tenant's alerts channels and to its
+    camera's and groups' channels."""
     payload = json.dumps(message_for_alert(alert), separators=(",", ":"))
-    channels = [alerts_channel(prefix)]
+    channels = [alerts_channel(prefix), alerts_channel(prefix, alert.tenant)]
     if alert.camera_id:
         channels += _channels(prefix, alert.camera_id, groups)
     pipe = redis.pipeline(transaction=False)

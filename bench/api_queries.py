@@ -11,6 +11,12 @@ over the month (what the refresh policies do on the official image), and times t
 peak-hour and occupancy endpoints in process (FastAPI TestClient: routing, validation, SQL and
 JSON included; no network). Everything loaded is deleted at the end and the aggregates refreshed
 again over the range, so nothing of the run stays behind (``--keep`` keeps it).
+
+Tenant isolation (issue 9): every query is timed twice, interleaved, with the same viewer key of
+the bench tenant: ``on`` is the app as it runs (each request one transaction as ``footfall_api``,
+row-level security and the scoped views), ``off`` replaces only the request's connection with the
+pre-isolation one (the pool's own role, no tenant, the raw tables and aggregates). ``isolation``
+reports both medians and p99s and the overhead; the target is within 20 %.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -69,20 +77,73 @@ ON CONFLICT DO NOTHING
 VIEWS = ("crossings_1m", "crossings_1h", "crossings_1d", "occupancy_1m", "occupancy_1h", "occupancy_1d")
 
 
-def _timed(client: TestClient, path: str, params: dict[str, Any], repeat: int) -> dict[str, Any]:
-    times, size, status = [], 0, 0
+def _one(client: TestClient, path: str, params: dict[str, Any]) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    r = client.get(path, params=params)
+    ms = (time.perf_counter() - t0) * 1000
+    if r.status_code != 200:
+        raise RuntimeError(f"{path} {params}: {r.status_code} {r.text[:300]}")
+    return ms, len(r.content)
+
+
+def _p99(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def _timed(clients: dict[str, TestClient], path: str, params: dict[str, Any], repeat: int) -> dict[str, Any]:
+    """Median and p99 per client (``on`` / ``off``), taking turns so drift hits both alike."""
+    times: dict[str, list[float]] = {name: [] for name in clients}
+    size = 0
+    for client in clients.values():
+        _one(client, path, params)  # warm: plans, caches, the key's verification
     for _ in range(repeat):
+        for name, client in clients.items():
+            ms, size = _one(client, path, params)
+            times[name].append(ms)
+    out: dict[str, Any] = {"bytes": size}
+    for name, ts in times.items():
+        out[f"{name}_median_ms"] = round(statistics.median(ts), 1)
+        out[f"{name}_p99_ms"] = round(_p99(ts), 1)
+    if "off" in times:
+        out["overhead_median_pct"] = round(100 * (out["on_median_ms"] / out["off_median_ms"] - 1), 1)
+        out["overhead_p99_pct"] = round(100 * (out["on_p99_ms"] / out["off_p99_ms"] - 1), 1)
+    return out
+
+
+def _unscoped_app(settings: Any) -> Any:
+    """The app with the request connection of before tenant isolation (everything else equal)."""
+    from api.deps import get_conn
+
+    app = create_app(settings)
+
+    async def unscoped(request: Request) -> AsyncIterator[Any]:
+        async with request.app.state.pool.connection() as conn:
+            yield conn
+
+    app.dependency_overrides[get_conn] = unscoped
+    return app
+
+
+def _round_trip_ms(db: psycopg.Connection, n: int = 50) -> float:
+    """Median time of one trivial statement: what each extra statement of a request costs."""
+    times = []
+    for _ in range(n):
         t0 = time.perf_counter()
-        r = client.get(path, params=params)
+        db.execute("SELECT 1").fetchone()
         times.append((time.perf_counter() - t0) * 1000)
-        status, size = r.status_code, len(r.content)
-        if status != 200:
-            raise RuntimeError(f"{path} {params}: {status} {r.text[:300]}")
-    return {
-        "median_ms": round(statistics.median(times), 1),
-        "max_ms": round(max(times), 1),
-        "bytes": size,
-    }
+    return round(statistics.median(times), 2)
+
+
+def make_key(db: psycopg.Connection, tenant: str, role: str) -> str:
+    from core.principals import hash_key, new_key
+
+    key_id, key = new_key()
+    db.execute(
+        "INSERT INTO api_keys (key_id, tenant_id, role, name, hash) VALUES (%s, %s, %s, 'bench', %s)",
+        (key_id, tenant, role, hash_key(key)),
+    )
+    return key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--rate", type=float, default=0.3, help="crossings per camera per minute, on average")
     ap.add_argument("--occupancy-every", type=int, default=5, help="minutes between occupancy samples")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=20, help="timed requests per query and mode (p99 needs many)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
 
@@ -137,11 +198,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
             out["refresh_s"] = round(time.perf_counter() - t0, 1)
 
-            app = create_app(settings)
+            key = make_key(db, tenant, "viewer")
             month = {"from": start.isoformat(), "to": end.isoformat()}
             last_day = {"from": (end - timedelta(days=1)).isoformat(), "to": end.isoformat()}
             cam = cams[len(cams) // 2]
-            with TestClient(app) as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            with (
+                TestClient(create_app(settings), headers=auth) as client,
+                TestClient(_unscoped_app(settings), headers=auth) as unscoped,
+            ):
                 r = client.get(f"/api/v1/cameras/{cam}/counts", params={**month, "interval": "day"})
                 out["check_total_crossings_cam"] = r.json()["totals"]["total"]
                 queries = {
@@ -168,8 +233,26 @@ def main(argv: list[str] | None = None) -> int:
                         {"metric": "crossings", "interval": "1d", "timeRange": f"{args.days}d"},
                     ),
                 }
-                out["queries"] = {name: _timed(client, p, q, args.repeat) for name, (p, q) in queries.items()}
-            out["slowest_median_ms"] = max(q["median_ms"] for q in out["queries"].values())
+                clients = {"on": client, "off": unscoped}
+                out["queries"] = {name: _timed(clients, p, q, args.repeat) for name, (p, q) in queries.items()}
+            out["slowest_median_ms"] = max(q["on_median_ms"] for q in out["queries"].values())
+            overheads = [q["overhead_median_pct"] for q in out["queries"].values()]
+            rtt = _round_trip_ms(db)
+            beyond = [
+                round(100 * ((q["on_median_ms"] - 2 * rtt) / q["off_median_ms"] - 1), 1)
+                for q in out["queries"].values()
+            ]
+            out["isolation"] = {
+                "max_overhead_median_pct": max(overheads),
+                "mean_overhead_median_pct": round(statistics.mean(overheads), 1),
+                "max_overhead_p99_pct": max(q["overhead_p99_pct"] for q in out["queries"].values()),
+                "within_20pct": max(overheads) <= 20.0,
+                # Isolation costs two statements per request (BEGIN + settings, COMMIT): what one
+                # costs here, and the overhead left once they are taken out (the queries' own).
+                "round_trip_ms": rtt,
+                "max_overhead_beyond_round_trips_pct": max(beyond),
+                "mean_overhead_beyond_round_trips_pct": round(statistics.mean(beyond), 1),
+            }
         finally:
             if not args.keep:
                 t0 = time.perf_counter()
@@ -179,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                     db.execute(
                         f"CALL refresh_continuous_aggregate('{view}', %s::timestamptz, %s::timestamptz)", (start, end)
                     )
+                db.execute("DELETE FROM api_keys WHERE tenant_id = %s", (tenant,))
                 db.execute("DELETE FROM cameras WHERE tenant_id = %s", (tenant,))
                 db.execute("DELETE FROM camera_groups WHERE tenant_id = %s", (tenant,))
                 db.execute("DELETE FROM tenants WHERE tenant_id = %s", (tenant,))

@@ -64,6 +64,10 @@ class DatabaseSettings(BaseModel):
     url: SecretStr = SecretStr("postgresql://footfall:footfall@127.0.0.1:5432/footfall")
     pool_min: int = 1
     pool_max: int = 4
+    # The database roles the API and the worker act as in every transaction (SET LOCAL ROLE;
+    # migration 012): the API's without BYPASSRLS, the worker's writes every tenant.
+    api_role: str = "footfall_api"
+    writer_role: str = "footfall_writer"
 
 
 class RedisSettings(BaseModel):
@@ -174,6 +178,33 @@ class AlertingSettings(BaseModel):
     db_health_interval_s: float = Field(default=30.0, ge=0)
 
 
+class AuthSettings(BaseModel):
+    """Who may call the API (api/auth.py, core/principals.py). Keys are made with
+    ``python -m api keys create``; ``FOOTFALL_API_TOKEN`` is the platform's own superadmin token."""
+
+    # Anonymous callers read this tenant as viewers (a demo: `make run` sets it to "default").
+    # Unset (the default): every request names a key.
+    demo_tenant: str | None = None
+    # A verified key is not re-hashed for this long (its row is still read on every request, so
+    # revocation and expiry act at once).
+    key_cache_s: float = Field(default=300.0, ge=0)
+
+
+class LifecycleSettings(BaseModel):
+    """Hot, warm, cold (sql/archive.py): raw events stay in the database for ``hot_days``, are
+    compressed after ``compress_after_days``, then ``python -m sql.archive run`` writes each old
+    chunk as Parquet under ``archive_url`` and only then drops it. Aggregates keep their own
+    retention policies (years)."""
+
+    # The longest aggregate refresh window over raw rows is 3 days (003): dropping raw rows younger
+    # than that would let a refresh policy delete aggregated history.
+    hot_days: int = Field(default=30, ge=3)
+    compress_after_days: int = Field(default=7, ge=1)
+    # A directory, or an object store URI pyarrow.fs understands: s3://bucket/prefix?region=... (credentials
+    # from the usual AWS_* variables; add &endpoint_override=host:port&scheme=http for S3-compatible stores).
+    archive_url: str = str(PROJECT_ROOT / ".local" / "archive")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FOOTFALL_",
@@ -188,9 +219,12 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     worker: WorkerSettings = WorkerSettings()
     alerting: AlertingSettings = AlertingSettings()
+    auth: AuthSettings = AuthSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
     # Where the local stack keeps its data, logs and downloaded jars/npm packages.
     local_dir: Path = PROJECT_ROOT / ".local"
-    # Bearer token required by HTTP endpoints that change state. Unset = writes are refused.
+    # The platform's superadmin bearer token (every tenant, every endpoint; for bootstrapping and
+    # automation: people get API keys). Unset = only API keys are accepted.
     api_token: SecretStr | None = None
     # Key that encrypts camera stream passwords at rest (sql/credentials.py, Fernet). Unset = passwords refused.
     secret_key: SecretStr | None = None

@@ -148,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         [PY, "-m", "faust", "-A", "agents.app", "worker", "-l", "info", "--web-port", str(web)],
         logs / "worker.log",
     )
-    api_proc = Child("API", [PY, "-m", "api"], logs / "api.log")
+    # A demo: anonymous callers read the default tenant (as viewers) unless the caller chose
+    # otherwise; everything else needs an API key (python -m api keys create ...).
+    demo = os.environ.get("FOOTFALL_AUTH__DEMO_TENANT", "default")
+    worker.env["FOOTFALL_AUTH__DEMO_TENANT"] = demo
+    api_proc = Child("API", [PY, "-m", "api"], logs / "api.log", env={"FOOTFALL_AUTH__DEMO_TENANT": demo})
     if args.source:
         camera_prefix = args.camera_id
         config = run_dir / "cameras.json"
@@ -197,6 +201,8 @@ footfall is running: {source.name} -> Kafka ({settings.kafka.bootstrap}) -> work
   database     {_redacted_db(settings)}   (tables crossing_events, line_counts_1m, crossings_1h ...)
   prometheus   http://127.0.0.1:{settings.http.prometheus_port}/targets   (worker metrics; alerts at /alerts)
   logs         {logs}/
+  access       anonymous reads see the demo tenant {demo!r} (FOOTFALL_AUTH__DEMO_TENANT; empty = keys only);
+               an admin key: .venv/bin/python -m api keys create --tenant default --role admin
 Counts so far are printed every {args.report_every:.0f} s; Ctrl-C stops.
 """,
             flush=True,

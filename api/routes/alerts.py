@@ -23,15 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.channels import parse_channel
 from api import queries
-from api.auth import require_token
-from api.deps import Conn, utcnow
+from api.auth import Admin, Operator, require
+from api.deps import Conn, audit, utcnow
 from api.schemas import ID_PATTERN, Text
 from core import alerting as core
+from core.principals import Principal
 from models.base import SchemaError, parse
 from models.records import AlertEvent, AlertRule
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
-write = [Depends(require_token)]
 
 RuleId = Path(pattern=ID_PATTERN, description="alert rule id", examples=["camera_offline"])
 AlertId = Path(max_length=300, description="alert id (rule|camera[/zone]@ms)")
@@ -70,9 +70,13 @@ class ActionBody(BaseModel):
     note: Text | None = None
 
 
-def _rule(rule_id: str, body: BaseModel) -> AlertRule:
+def _rule(rule_id: str, body: BaseModel, principal: Principal) -> AlertRule:
     data = body.model_dump(exclude={"rule_id"})
     data.update(rule_id=rule_id, updated_at=time.time())
+    if "tenant" not in body.model_fields_set and principal.role != "superadmin":
+        data["tenant"] = principal.tenant
+    if not principal.may_act_in(data["tenant"]):
+        raise HTTPException(403, f"tenant: {principal.actor} cannot write rules of tenant {data['tenant']!r}")
     rule = parse(AlertRule, data)
     for field in ("channels", "escalation_channels"):
         for i, spec in enumerate(getattr(rule, field)):
@@ -88,8 +92,9 @@ def _view(rule: AlertRule) -> dict[str, Any]:
 
 
 async def _store(request: Request, conn: Conn, rule: AlertRule) -> bool:
-    """Upsert the rule and publish it before committing; returns True if created."""
+    """Upsert the rule, audit and publish it before committing; returns True if created."""
     async with conn.transaction():
+        before = await _stored_rule(conn, rule.rule_id)
         cur = await conn.execute(
             "INSERT INTO alert_rules (rule_id, tenant_id, metric, active, spec) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (rule_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, metric = EXCLUDED.metric, "
@@ -97,6 +102,8 @@ async def _store(request: Request, conn: Conn, rule: AlertRule) -> bool:
             (rule.rule_id, rule.tenant, rule.metric, rule.active, rule.to_json().decode()),
         )
         created = bool((await cur.fetchone())["created"])
+        action = "alert_rule.create" if created else "alert_rule.update"
+        await audit(request, conn, action, "alert_rule", rule.rule_id, before, _view(rule), tenant=rule.tenant)
         await asyncio.to_thread(request.app.state.publisher.publish, rule.rule_id, rule.to_json(), "alert-rules")
     return created
 
@@ -112,9 +119,18 @@ async def load_rules(conn: Conn, tenant: str | None = None) -> list[AlertRule]:
     return out
 
 
-@router.get("/alert-rules", summary="Alert rules")
+async def _stored_rule(conn: Conn, rule_id: str) -> dict[str, Any] | None:
+    cur = await conn.execute("SELECT spec FROM alert_rules WHERE rule_id = %s", (rule_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return row["spec"] if isinstance(row["spec"], dict) else json.loads(row["spec"])
+
+
+@router.get("/alert-rules", summary="Alert rules (operator: channels may hold webhook URLs)")
 async def list_rules(
     conn: Conn,
+    _p: Operator,
     tenant: str | None = Query(None, pattern=ID_PATTERN),
     metric: str | None = Query(None, description="one of: " + ", ".join(core.METRICS)),
 ) -> dict[str, Any]:
@@ -122,8 +138,8 @@ async def list_rules(
     return {"rules": [_view(r) for r in rules], "metrics": {k: v[1] for k, v in core.METRICS.items()}}
 
 
-@router.get("/alert-rules/{rule_id}", summary="One alert rule")
-async def get_rule(conn: Conn, rule_id: str = RuleId) -> dict[str, Any]:
+@router.get("/alert-rules/{rule_id}", summary="One alert rule (operator)")
+async def get_rule(conn: Conn, _p: Operator, rule_id: str = RuleId) -> dict[str, Any]:
     cur = await conn.execute("SELECT rule_id, spec FROM alert_rules WHERE rule_id = %s", (rule_id,))
     row = await cur.fetchone()
     if row is None:
@@ -132,9 +148,9 @@ async def get_rule(conn: Conn, rule_id: str = RuleId) -> dict[str, Any]:
     return _view(parse(AlertRule, {**spec, "rule_id": rule_id}))
 
 
-@router.post("/alert-rules", status_code=status.HTTP_201_CREATED, dependencies=write, summary="Create an alert rule")
-async def create_rule(request: Request, conn: Conn, body: RuleIn) -> dict[str, Any]:  # type: ignore[valid-type]
-    rule = _rule(body.rule_id, body)
+@router.post("/alert-rules", status_code=status.HTTP_201_CREATED, summary="Create an alert rule (admin)")
+async def create_rule(request: Request, conn: Conn, body: RuleIn, principal: Admin) -> dict[str, Any]:  # type: ignore[valid-type]
+    rule = _rule(body.rule_id, body, principal)
     cur = await conn.execute("SELECT 1 FROM alert_rules WHERE rule_id = %s", (rule.rule_id,))
     if await cur.fetchone() is not None:
         msg = f"alert rule {rule.rule_id!r} exists: PUT /api/v1/alert-rules/{rule.rule_id} replaces it"
@@ -143,29 +159,31 @@ async def create_rule(request: Request, conn: Conn, body: RuleIn) -> dict[str, A
     return _view(rule)
 
 
-@router.put("/alert-rules/{rule_id}", dependencies=write, summary="Create or replace an alert rule")
+@router.put("/alert-rules/{rule_id}", summary="Create or replace an alert rule (admin)")
 async def put_rule(
     request: Request,
     response: Response,
     conn: Conn,
-    body: RuleBody,
-    rule_id: str = RuleId,  # type: ignore[valid-type]
+    body: RuleBody,  # type: ignore[valid-type]
+    principal: Admin,
+    rule_id: str = RuleId,
 ) -> dict[str, Any]:
-    rule = _rule(rule_id, body)
+    rule = _rule(rule_id, body, principal)
     created = await _store(request, conn, rule)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return _view(rule)
 
 
-@router.delete(
-    "/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=write, summary="Delete an alert rule"
-)
-async def delete_rule(request: Request, conn: Conn, rule_id: str = RuleId) -> Response:
+@router.delete("/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete an alert rule (admin)")
+async def delete_rule(request: Request, conn: Conn, _p: Admin, rule_id: str = RuleId) -> Response:
     """Removes the rule and publishes a tombstone; the workers resolve its open alerts."""
     async with conn.transaction():
-        cur = await conn.execute("DELETE FROM alert_rules WHERE rule_id = %s RETURNING rule_id", (rule_id,))
-        if await cur.fetchone() is None:
+        before = await _stored_rule(conn, rule_id)
+        cur = await conn.execute("DELETE FROM alert_rules WHERE rule_id = %s RETURNING rule_id, tenant_id", (rule_id,))
+        row = await cur.fetchone()
+        if row is None:
             raise HTTPException(404, f"unknown alert rule {rule_id!r}")
+        await audit(request, conn, "alert_rule.delete", "alert_rule", rule_id, before, None, tenant=row["tenant_id"])
         await asyncio.to_thread(request.app.state.publisher.publish, rule_id, None, "alert-rules")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -211,11 +229,14 @@ async def _act(request: Request, conn: Conn, alert_id: str, action: str, body: A
     except core.LifecycleError as exc:
         raise HTTPException(409, f"alert {alert_id!r}: {exc}") from None
     event = AlertEvent(alert_id=alert_id, kind=action, at=time.time(), by=body.by, note=body.note)
+    change = {"status": new_status, "by": body.by, "note": body.note}
+    await audit(request, conn, f"alert.{action}", "alert", alert_id, {"status": row["status"]}, change,
+                tenant=row["tenant_id"])  # fmt: skip
     await asyncio.to_thread(request.app.state.publisher.publish, alert_id, event.to_json(), "alert-events")
     return {"alert_id": alert_id, "action": action, "status": new_status, "accepted": True}
 
 
-ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "dependencies": write}
+ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "dependencies": [Depends(require("operator"))]}
 
 
 @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an active alert", **ACCEPTED)

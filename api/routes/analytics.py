@@ -106,6 +106,8 @@ async def counts(
         ids = sorted(set(ids) | set(members))
     if not ids:
         raise queries.ParamError("camera_id", "name at least one camera (camera_id=...) or a group (group=...)")
+    for cid in ids if group is None else []:  # a group's members are the caller's by construction
+        await known_camera(conn, cid)
     iv = queries.INTERVALS[interval]
     t0, t1 = _range(from_, to, iv)
     rows = await (

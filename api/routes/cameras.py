@@ -12,22 +12,28 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from api import queries, store
-from api.auth import require_token
-from api.deps import CameraId, Conn, LineId, ZoneId
+from api import erasure, queries, store
+from api.auth import Operator
+from api.deps import CameraId, Conn, LineId, ZoneId, audit
 from api.schemas import ID_PATTERN, CameraBody, CameraIn, LineBody, ZoneBody
+from core.principals import Principal
 from models.base import parse
 from models.records import CameraConfig
+from sql.roles import tenant_transaction
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
-write = [Depends(require_token)]
 
 
-def _config_from_body(camera_id: str, body: CameraBody) -> tuple[CameraConfig, Any]:
-    """(validated CameraConfig, password or store.KEEP) from a request body."""
+def _config_from_body(camera_id: str, body: CameraBody, principal: Principal) -> tuple[CameraConfig, Any]:
+    """(validated CameraConfig, password or store.KEEP) from a request body. The tenant is the
+    caller's unless a superadmin names one."""
     data = body.model_dump(exclude={"camera_id"})
+    if "tenant" not in body.model_fields_set and principal.role != "superadmin":
+        data["tenant"] = principal.tenant
+    if not principal.may_act_in(data["tenant"]):
+        raise HTTPException(403, f"tenant: {principal.actor} cannot write cameras of tenant {data['tenant']!r}")
     password: Any = store.KEEP
     if data.get("stream") is not None:
         if "password" in body.stream.model_fields_set:
@@ -56,8 +62,10 @@ async def _write(
     conn: Conn,
     camera_id: str,
     build: Callable[[tuple[CameraConfig, bool] | None], tuple[CameraConfig, Any]],
+    action: tuple[str, str, str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Lock the camera row, build the new config from the stored one, store, publish, commit."""
+    """Lock the camera row, build the new config from the stored one, store, audit, publish,
+    commit. ``action``: (verb, object type, object id) for the audit log; default the camera."""
     settings = request.app.state.settings
     key = settings.secret_key.get_secret_value() if settings.secret_key else None
     async with conn.transaction():
@@ -66,8 +74,22 @@ async def _write(
         cfg, password = build(current)
         created = await store.save_camera(conn, queries.normalise(cfg), password, key)
         stored, has_password = await store.load_camera(conn, camera_id)
+        view = queries.camera_view(stored, has_password)
+        before = queries.camera_view(*current) if current else None
+        verb, kind, object_id = action or ("create" if created else "update", "camera", camera_id)
+        await audit(request, conn, f"{kind}.{verb}", kind, object_id, _part(before, object_id, kind),
+                    _part(view, object_id, kind), tenant=stored.tenant)  # fmt: skip
         await asyncio.to_thread(request.app.state.publisher.publish, camera_id, stored.to_json())
-    return queries.camera_view(stored, has_password), created
+    return view, created
+
+
+def _part(view: dict[str, Any] | None, object_id: str, kind: str) -> dict[str, Any] | None:
+    """What the audit log keeps of a camera view: the whole camera, or the one line/zone changed."""
+    if view is None or kind == "camera":
+        return view
+    key = f"{kind}_id"
+    item_id = object_id.split("/", 1)[1]
+    return next((i for i in view.get(f"{kind}s", []) if i.get(key) == item_id), None)
 
 
 def _require(current: tuple[CameraConfig, bool] | None, camera_id: str) -> CameraConfig:
@@ -76,7 +98,7 @@ def _require(current: tuple[CameraConfig, bool] | None, camera_id: str) -> Camer
     return current[0]
 
 
-@router.get("", summary="List cameras")
+@router.get("", summary="List cameras (the caller's tenant)")
 async def list_cameras(
     conn: Conn,
     tenant: str | None = Query(None, pattern=ID_PATTERN),
@@ -97,35 +119,51 @@ async def get_camera(conn: Conn, camera_id: CameraId) -> dict[str, Any]:
     return queries.camera_view(*loaded)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=write, summary="Create a camera")
-async def create_camera(request: Request, conn: Conn, body: CameraIn) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a camera (operator)")
+async def create_camera(request: Request, conn: Conn, body: CameraIn, principal: Operator) -> dict[str, Any]:
     def build(current: tuple[CameraConfig, bool] | None) -> tuple[CameraConfig, Any]:
         if current is not None:
             msg = f"camera {body.camera_id!r} exists: PUT /api/v1/cameras/{body.camera_id} replaces it"
             raise HTTPException(409, msg)
-        return _config_from_body(body.camera_id, body)
+        return _config_from_body(body.camera_id, body, principal)
 
     view, _ = await _write(request, conn, body.camera_id, build)
     return view
 
 
-@router.put("/{camera_id}", dependencies=write, summary="Create or replace a camera")
+@router.put("/{camera_id}", summary="Create or replace a camera (operator)")
 async def put_camera(
-    request: Request, response: Response, conn: Conn, camera_id: CameraId, body: CameraBody
+    request: Request, response: Response, conn: Conn, camera_id: CameraId, body: CameraBody, principal: Operator
 ) -> dict[str, Any]:
-    view, created = await _write(request, conn, camera_id, lambda _cur: _config_from_body(camera_id, body))
+    view, created = await _write(request, conn, camera_id, lambda _cur: _config_from_body(camera_id, body, principal))
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return view
 
 
-@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=write, summary="Delete a camera")
-async def delete_camera(request: Request, conn: Conn, camera_id: CameraId) -> Response:
+@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a camera (operator)")
+async def delete_camera(
+    request: Request,
+    camera_id: CameraId,
+    principal: Operator,
+    erase: bool = Query(False, description="also erase its history everywhere (admin; GDPR erasure)"),
+) -> Response:
     """Removes its configuration (lines, zones, memberships) and publishes a tombstone; the
-    counted history stays in the time-series tables."""
-    async with conn.transaction():
-        if not await store.delete_camera(conn, camera_id):
+    counted history stays in the time-series tables unless ``erase=true``, which then removes it
+    from every table and aggregate, Redis, the archive and the workers' state (``api.erasure``;
+    answered once done). Its own transaction (not ``Conn``): the erasure runs after it commits."""
+    if erase and not principal.can("admin"):
+        raise HTTPException(403, f"erase=true needs the admin role; {principal.actor} is {principal.role}")
+    state = request.app.state
+    async with state.pool.connection() as conn, tenant_transaction(conn, state.settings.database.api_role,
+                                                                    principal.scope):  # fmt: skip
+        loaded = await store.load_camera(conn, camera_id)
+        if loaded is None or not await store.delete_camera(conn, camera_id):
             raise HTTPException(404, f"unknown camera {camera_id!r}")
-        await asyncio.to_thread(request.app.state.publisher.publish, camera_id, None)
+        await audit(request, conn, "camera.erase" if erase else "camera.delete", "camera", camera_id,
+                    queries.camera_view(*loaded), None, tenant=loaded[0].tenant)  # fmt: skip
+        await asyncio.to_thread(state.publisher.publish, camera_id, None)
+    if erase:
+        await erasure.erase_camera(state, camera_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -144,29 +182,34 @@ async def _set_item(
         added = [{key: item_id, **new}] if new is not None else []
         return _edit(cfg, **{field: kept + added}), store.KEEP
 
-    view, _ = await _write(request, conn, camera_id, build)
+    action = ("delete" if new is None else "put", noun, f"{camera_id}/{item_id}")
+    view, _ = await _write(request, conn, camera_id, build, action)
     return view
 
 
-@router.put("/{camera_id}/lines/{line_id}", dependencies=write, summary="Create or replace a counting line")
+@router.put("/{camera_id}/lines/{line_id}", summary="Create or replace a counting line (operator)")
 async def put_line(
-    request: Request, conn: Conn, camera_id: CameraId, line_id: LineId, body: LineBody
+    request: Request, conn: Conn, camera_id: CameraId, line_id: LineId, _p: Operator, body: LineBody
 ) -> dict[str, Any]:
     return await _set_item(request, conn, camera_id, "lines", line_id, body.model_dump())
 
 
-@router.delete("/{camera_id}/lines/{line_id}", dependencies=write, summary="Remove a counting line")
-async def delete_line(request: Request, conn: Conn, camera_id: CameraId, line_id: LineId) -> dict[str, Any]:
+@router.delete("/{camera_id}/lines/{line_id}", summary="Remove a counting line (operator)")
+async def delete_line(
+    request: Request, conn: Conn, camera_id: CameraId, line_id: LineId, _p: Operator
+) -> dict[str, Any]:
     return await _set_item(request, conn, camera_id, "lines", line_id, None)
 
 
-@router.put("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Create or replace a zone")
+@router.put("/{camera_id}/zones/{zone_id}", summary="Create or replace a zone (operator)")
 async def put_zone(
-    request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId, body: ZoneBody
+    request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId, _p: Operator, body: ZoneBody
 ) -> dict[str, Any]:
     return await _set_item(request, conn, camera_id, "zones", zone_id, body.model_dump())
 
 
-@router.delete("/{camera_id}/zones/{zone_id}", dependencies=write, summary="Remove a zone")
-async def delete_zone(request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId) -> dict[str, Any]:
+@router.delete("/{camera_id}/zones/{zone_id}", summary="Remove a zone (operator)")
+async def delete_zone(
+    request: Request, conn: Conn, camera_id: CameraId, zone_id: ZoneId, _p: Operator
+) -> dict[str, Any]:
     return await _set_item(request, conn, camera_id, "zones", zone_id, None)

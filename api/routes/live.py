@@ -23,20 +23,26 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from api.auth import Viewer, authenticate_ws
 from api.live import alerts_channel, camera_channel, group_channel, occupancy_snapshot
 from api.queries import ParamError
 from api.schemas import ID_PATTERN
+from core.principals import Principal
+from sql.roles import tenant_transaction
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
 MAX_SUBSCRIPTIONS = 100
 
 
-def subscription(prefix: str, cameras: list[str], groups: list[str], alerts: bool = False) -> list[str]:
-    """Channels for the requested cameras and groups (and every alert); refuses none, too many or bad ids."""
+def subscription(
+    prefix: str, cameras: list[str], groups: list[str], alerts: bool = False, tenant: str | None = None
+) -> list[str]:
+    """Channels for the requested cameras and groups (and every alert of ``tenant``, None: of every
+    tenant); refuses none, too many or bad ids."""
     if not cameras and not groups and not alerts:
         raise ParamError("camera_id", "name at least one camera_id=... or group=... (or alerts=true)")
     if len(cameras) + len(groups) > MAX_SUBSCRIPTIONS:
@@ -48,15 +54,36 @@ def subscription(prefix: str, cameras: list[str], groups: list[str], alerts: boo
     return (
         [camera_channel(prefix, c) for c in sorted(set(cameras))]
         + [group_channel(prefix, g) for g in sorted(set(groups))]
-        + ([alerts_channel(prefix)] if alerts else [])
+        + ([alerts_channel(prefix, tenant)] if alerts else [])
     )
 
 
+async def check_visible(state: Any, principal: Principal, cameras: list[str], groups: list[str]) -> None:
+    """Refuse (ParamError, 422 / close 1008) a camera or group the caller's tenant does not have:
+    the push carries nothing of another tenant. Unknown and foreign ids read the same."""
+    if not cameras and not groups:
+        return
+    async with state.pool.connection() as conn, tenant_transaction(conn, state.settings.database.api_role,
+                                                                    principal.scope):  # fmt: skip
+        cur = await conn.execute("SELECT camera_id FROM cameras WHERE camera_id = ANY(%s)", (cameras,))
+        seen_cams = {r["camera_id"] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT group_id FROM camera_groups WHERE group_id = ANY(%s)", (groups,))
+        seen_groups = {r["group_id"] for r in await cur.fetchall()}
+    for name, wanted, seen in (("camera_id", cameras, seen_cams), ("group", groups, seen_groups)):
+        missing = sorted(set(wanted) - seen)
+        if missing:
+            raise ParamError(name, f"unknown {name} {missing[0]!r}")
+
+
+def _alerts_tenant(principal: Principal) -> str | None:
+    return None if principal.role == "superadmin" else principal.tenant
+
+
 async def _frames(
-    redis: Any, prefix: str, cameras: list[str], groups: list[str], alerts: bool = False
+    redis: Any, prefix: str, cameras: list[str], groups: list[str], alerts: bool = False, tenant: str | None = None
 ) -> AsyncIterator[str]:
     """hello, snapshots, then every message of the subscribed channels (JSON text)."""
-    channels = subscription(prefix, cameras, groups, alerts)
+    channels = subscription(prefix, cameras, groups, alerts, tenant)
     pubsub = redis.pubsub()
     await pubsub.subscribe(*channels)
     try:
@@ -86,11 +113,18 @@ async def live_ws(
     alerts: bool = Query(False),
 ) -> None:
     """``ws://host:8080/api/v1/live/ws?camera_id=cam-1&group=lobby`` (repeat either; ``alerts=true``
-    adds every alert)."""
+    adds every alert of the caller's tenant). Authenticated like every request (header, or
+    ``access_token=`` for browsers); a refused caller or subscription is closed with 1008."""
     state = websocket.app.state
     prefix = state.settings.kafka.topic_prefix
     try:
-        subscription(prefix, camera_id, group, alerts)
+        principal = await authenticate_ws(websocket)
+        tenant = _alerts_tenant(principal)
+        subscription(prefix, camera_id, group, alerts, tenant)
+        await check_visible(state, principal, camera_id, group)
+    except HTTPException as exc:
+        await websocket.close(code=1008, reason=str(exc.detail)[:120])
+        return
     except ParamError as exc:
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
@@ -104,7 +138,7 @@ async def live_ws(
 
     reader = asyncio.create_task(client_reader())
     try:
-        async for frame in _frames(state.redis, prefix, camera_id, group, alerts):
+        async for frame in _frames(state.redis, prefix, camera_id, group, alerts, tenant):
             if reader.done():
                 break
             if frame:
@@ -129,18 +163,21 @@ async def live_ws(
 )
 async def live_sse(
     request: Request,
+    principal: Viewer,
     camera_id: list[str] = Query([], description="repeat for several cameras"),
     group: list[str] = Query([], description="repeat for several groups"),
-    alerts: bool = Query(False, description="also every alert change, whatever its camera"),
+    alerts: bool = Query(False, description="also every alert change of the caller's tenant, whatever its camera"),
 ) -> StreamingResponse:
     """The same frames as the WebSocket, as ``data: <json>`` events; a comment every second keeps
     proxies from closing an idle stream."""
     state = request.app.state
     prefix = state.settings.kafka.topic_prefix
-    subscription(prefix, camera_id, group, alerts)  # 422 before the stream starts
+    tenant = _alerts_tenant(principal)
+    subscription(prefix, camera_id, group, alerts, tenant)  # 422 before the stream starts
+    await check_visible(state, principal, camera_id, group)
 
     async def events() -> AsyncIterator[str]:
-        async for frame in _frames(state.redis, prefix, camera_id, group, alerts):
+        async for frame in _frames(state.redis, prefix, camera_id, group, alerts, tenant):
             if await request.is_disconnected():
                 break
             yield f"data: {frame}\n\n" if frame else ": tick\n\n"

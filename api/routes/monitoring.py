@@ -10,7 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api import queries
-from api.deps import Conn, utcnow
+from api.deps import Conn, known_camera, utcnow
 from api.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring (seed 002)"])
@@ -31,6 +31,8 @@ async def metrics(
 ) -> dict[str, Any]:
     """Stream metrics come from ``stream_health_1h`` for whole-hour intervals and from
     ``stream_stats`` below an hour; ``crossings`` and ``occupancy`` from their aggregates."""
+    if camera_id is not None:
+        await known_camera(conn, camera_id)
     m = queries.METRICS.get(metric)
     if m is None:
         raise queries.ParamError("metric", f"unknown metric {metric!r}; one of: {', '.join(queries.METRICS)}")

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 
 from api import perftest
-from api.auth import require_token
+from api.auth import require
 
 router = APIRouter(prefix="/api/v1/performance", tags=["performance (seed 002)"])
 
@@ -20,7 +20,7 @@ TestId = Path(pattern=r"^[0-9a-f]{1,32}$", description="the id POST answered", e
 @router.post(
     "/test",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Depends(require_token)],
+    dependencies=[Depends(require("superadmin"))],
     summary="Start a load, stress or spike test against the live pipeline",
 )
 async def start_test(request: Request, body: perftest.PerfTestRequest) -> dict[str, Any]:
@@ -51,7 +51,11 @@ async def start_test(request: Request, body: perftest.PerfTestRequest) -> dict[s
     }
 
 
-@router.get("/test/{test_id}", summary="Status (running | done | failed) and results of a test")
+@router.get(
+    "/test/{test_id}",
+    dependencies=[Depends(require("superadmin"))],
+    summary="Status (running | done | failed) and results of a test (superadmin)",
+)
 async def get_test(request: Request, test_id: str = TestId) -> dict[str, Any]:
     state = request.app.state
     result = await perftest.load_result(state.redis, state.settings.kafka.topic_prefix, test_id)

@@ -23,6 +23,7 @@ from models.records import CameraConfig, CountingLine, FrameDetections, Zone
 from models.topics import catalogue, ensure_topics, topic_name
 
 PARTITIONS = 4
+WORKER_TOKEN = "test-worker-" + uuid.uuid4().hex  # the platform token of the workers these tests start
 FAUST = str(Path(sys.executable).parent / "faust")
 
 
@@ -73,6 +74,7 @@ class Worker:
             "FOOTFALL_WORKER__DATADIR": str(workdir / f"faust-{name}"),
             "FOOTFALL_WORKER__FLUSH_INTERVAL_S": "0.5",
             "FOOTFALL_HTTP__WORKER_WEB_PORT": str(self.port),
+            "FOOTFALL_API_TOKEN": WORKER_TOKEN,  # the live views need a caller
             # a killed member must leave the group quickly
             "BROKER_SESSION_TIMEOUT": "8",
             "BROKER_HEARTBEAT_INTERVAL": "1",
@@ -99,9 +101,12 @@ class Worker:
         )
         return self
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, Any]:
+    def get(self, path: str, timeout: float = 5.0, key: str | None = None) -> tuple[int, Any]:
+        """GET a live view as the platform (or with ``key``; "" sends no credentials)."""
+        key = WORKER_TOKEN if key is None else key
         try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {key}"} if key else {})
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             body = exc.read()

@@ -17,6 +17,7 @@ from core.settings import KafkaSettings, Settings
 TOKEN = "test-token-" + uuid.uuid4().hex
 SECRET_KEY = "test-secret-key-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NO_AUTH = {"Authorization": ""}  # overrides the clients' default credentials
 
 
 @dataclass
@@ -33,6 +34,12 @@ class ApiEnv:
     def camera_id(self) -> str:
         return f"{self.tenant}-{uuid.uuid4().hex[:8]}"
 
+    def register(self, camera_id: str, groups: list[str] | None = None) -> None:
+        """Configure the camera (in the test tenant): the live push serves only known cameras."""
+        body = {"tenant": self.tenant, "groups": groups or [], "lines": []}
+        r = self.client.put(f"/api/v1/cameras/{camera_id}", json=body)
+        assert r.status_code in (200, 201), r.text
+
 
 def settings_for(prefix: str, token: str | None = TOKEN) -> Settings:
     return Settings(
@@ -43,8 +50,12 @@ def settings_for(prefix: str, token: str | None = TOKEN) -> Settings:
 
 
 def cleanup_tenant(pg, tenant: str) -> None:
-    """Remove the test tenant's cameras (lines, zones cascade), groups, locations and the tenant."""
+    """Remove the test tenant's cameras (lines, zones cascade), groups, locations, rules, keys,
+    users and the tenant (its audit rows stay: the log is append-only)."""
     with pg.transaction():
+        pg.execute("DELETE FROM api_keys WHERE tenant_id = %s", (tenant,))
+        pg.execute("DELETE FROM users WHERE tenant_id = %s", (tenant,))
+        pg.execute("DELETE FROM alert_rules WHERE tenant_id = %s", (tenant,))
         pg.execute("DELETE FROM cameras WHERE tenant_id = %s", (tenant,))
         pg.execute("DELETE FROM camera_groups WHERE tenant_id = %s", (tenant,))
         pg.execute("DELETE FROM locations WHERE tenant_id = %s", (tenant,))
@@ -59,7 +70,7 @@ def api_env(stack, pg, redis_client, token: str | None = TOKEN) -> Iterator[ApiE
     tenant = f"test-api-{uuid.uuid4().hex[:6]}"
     settings = settings_for(prefix, token)
     try:
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=AUTH) as client:
             yield ApiEnv(client, settings, prefix, tenant)
     finally:
         cleanup_tenant(pg, tenant)
@@ -71,3 +82,22 @@ def api_env(stack, pg, redis_client, token: str | None = TOKEN) -> Iterator[ApiE
                     fut.result(timeout=30)
         for key in redis_client.scan_iter(match=f"{prefix}:*"):
             redis_client.delete(key)
+
+
+def make_key(pg, tenant: str, role: str, *, expires_at=None, user_id: str | None = None) -> str:
+    """An API key of ``tenant`` (created if missing) with ``role``, stored as the API stores one."""
+    from core.principals import hash_key, new_key
+
+    key_id, key = new_key()
+    with pg.transaction():
+        pg.execute("INSERT INTO tenants (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,))
+        pg.execute(
+            "INSERT INTO api_keys (key_id, tenant_id, user_id, role, name, hash, expires_at) "
+            "VALUES (%s, %s, %s, %s, 'test', %s, %s)",
+            (key_id, tenant, user_id, role, hash_key(key), expires_at),
+        )
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

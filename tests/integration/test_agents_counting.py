@@ -184,7 +184,7 @@ def test_changed_tracking_params_restart_the_tracks_without_restart(env):
     assert f"camera {t}: tracking parameters changed" in worker.tail(100_000)
 
 
-def test_live_views_answer_from_the_owner_and_from_another_worker(env, tmp_path):
+def test_live_views_answer_from_the_owner_and_from_another_worker(env, tmp_path, stack):
     scratch, worker = env
     f = cam("f")
     publish_config(scratch, worker, line_config(f, zone=True, capacity=4), "door")
@@ -229,5 +229,29 @@ def test_live_views_answer_from_the_owner_and_from_another_worker(env, tmp_path)
         assert answers[0][1]["served_by"] == answers[1][1]["served_by"] in (worker.url, second.url)
         _, owned2 = second.get("/footfall/cameras/")
         assert owned2["worker"] == second.url
+        assert_views_hold_only_the_callers_tenant(stack, [worker, second], f)
     finally:
         second.stop()
+
+
+def assert_views_hold_only_the_callers_tenant(stack, workers: list[Worker], camera_id: str) -> None:
+    """The camera is the default tenant's: a key of another tenant never sees it, through the
+    owner or routed through the other worker; no key at all is refused."""
+    import psycopg
+    from api_helpers import make_key
+
+    other = f"test-tv-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as pg:
+        own_key, other_key = make_key(pg, "default", "viewer"), make_key(pg, other, "viewer")
+        try:
+            for w in workers:
+                assert w.get(f"/footfall/cameras/{camera_id}/counts/", key=own_key)[0] == 200
+                assert w.get(f"/footfall/cameras/{camera_id}/counts/", key=other_key)[0] == 404
+                assert w.get(f"/footfall/cameras/{camera_id}/occupancy/", key=other_key)[0] == 404
+                for path in ("/footfall/cameras/", "/footfall/configs/"):
+                    status, body = w.get(path, key=other_key)
+                    assert status == 200 and camera_id not in json.dumps(body)
+                assert w.get("/footfall/cameras/", key="")[0] == 401
+        finally:
+            pg.execute("DELETE FROM api_keys WHERE tenant_id IN (%s, 'default') AND name = 'test'", (other,))
+            pg.execute("DELETE FROM tenants WHERE tenant_id = %s", (other,))

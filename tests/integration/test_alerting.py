@@ -237,7 +237,7 @@ def test_rule_changed_through_the_api_applies_without_restart(world, stack):
             "cooldown_s": 0, "camera_id": cam, "channels": [f"webhook:{receiver.url(hook)}"]}  # fmt: skip
     rid = f"off-{cam}"
     try:
-        with TestClient(create_app(settings_for(scratch.prefix))) as api:
+        with TestClient(create_app(settings_for(scratch.prefix)), headers=AUTH) as api:
             assert api.put(f"/api/v1/alert-rules/{rid}", json=body, headers=AUTH).status_code == 201
             beat.live.add(cam)
             time.sleep(1.0)

@@ -59,7 +59,7 @@ def test_builtin_rules_are_listed_and_published_at_start(env, stack):
 def test_rule_crud_publishes_every_change(env, stack):
     rid = f"{env.tenant}-offline"
     body = {**RULE, "rule_id": rid, "tenant": env.tenant}
-    assert env.client.post("/api/v1/alert-rules", json=body).status_code == 401  # no token
+    assert env.client.post("/api/v1/alert-rules", json=body, headers={"Authorization": ""}).status_code == 401  # no key
     r = env.client.post("/api/v1/alert-rules", json=body, headers=AUTH)
     assert r.status_code == 201, r.text
     assert r.json()["threshold"] == 120 and r.json()["channels"] == RULE["channels"]
@@ -109,7 +109,10 @@ def test_actions_follow_the_lifecycle(env, db, stack):
     try:
         url = f"/api/v1/alerts/{alert_id}"
         assert env.client.get(url).json()["status"] == "active"
-        assert env.client.post(f"{url}/acknowledge", json={"by": "alice"}).status_code == 401
+        assert (
+            env.client.post(f"{url}/acknowledge", json={"by": "alice"}, headers={"Authorization": ""}).status_code
+            == 401
+        )
         assert env.client.post(f"{url}/close", json={"by": "alice"}, headers=AUTH).status_code == 409
         r = env.client.post(f"{url}/acknowledge", json={"by": "alice", "note": "looking"}, headers=AUTH)
         assert r.status_code == 202 and r.json()["status"] == "acknowledged"

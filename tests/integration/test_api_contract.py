@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import redis
-from api_helpers import AUTH, SECRET_KEY, api_env, settings_for
+from api_helpers import AUTH, NO_AUTH, SECRET_KEY, api_env, settings_for
 
 from api.app import create_app
 from sql.credentials import decrypt_password
@@ -95,21 +95,21 @@ def test_health_openapi_docs(env):
     assert env.client.get("/docs").status_code == 200
 
 
-def test_writes_need_the_token(env):
+def test_every_request_needs_a_key(env):
     cam = env.camera_id()
     body = _camera_body(env)
-    assert env.client.put(f"/api/v1/cameras/{cam}", json=body).status_code == 401
+    assert env.client.put(f"/api/v1/cameras/{cam}", json=body, headers=NO_AUTH).status_code == 401
     r = env.client.put(f"/api/v1/cameras/{cam}", json=body, headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and "not valid" in r.json()["detail"]
     assert env.client.get(f"/api/v1/cameras/{cam}").status_code == 404  # nothing stored
-    assert env.client.delete(f"/api/v1/cameras/{cam}").status_code == 401
+    assert env.client.get(f"/api/v1/cameras/{cam}", headers=NO_AUTH).status_code == 401  # reads too
+    assert env.client.delete(f"/api/v1/cameras/{cam}", headers=NO_AUTH).status_code == 401
 
 
-def test_writes_refused_without_a_configured_token(stack, db, rds):
+def test_platform_token_refused_when_not_configured(stack, db, rds):
     with api_env(stack, db, rds, token=None) as e:
         r = e.client.put(f"/api/v1/cameras/{e.camera_id()}", json=_camera_body(e), headers=AUTH)
-        assert r.status_code == 403
-        assert "FOOTFALL_API_TOKEN" in r.json()["detail"]
+        assert r.status_code == 401 and "not valid" in r.json()["detail"]
 
 
 def test_camera_lifecycle_db_topic_and_no_clear_password(env, db, stack):
@@ -443,7 +443,7 @@ def test_unreachable_kafka_stores_nothing(stack, db, rds):
     from fastapi.testclient import TestClient
 
     try:
-        with TestClient(create_app(settings, publish_timeout_s=2.0)) as client:
+        with TestClient(create_app(settings, publish_timeout_s=2.0), headers=AUTH) as client:
             cam = f"{tenant}-cam"
             body = {"tenant": tenant, "lines": []}
             r = client.put(f"/api/v1/cameras/{cam}", json=body, headers=AUTH)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import queue
 import subprocess
@@ -67,6 +66,7 @@ def env(stack, pg, rds):
 
 def test_websocket_receives_camera_and_group_events(env, stack):
     cam, other, group = env.camera_id(), env.camera_id(), f"{env.tenant}-g"
+    env.register(cam, [group])
     with env.client.websocket_connect(f"/api/v1/live/ws?camera_id={cam}&group={group}") as ws:
         hello = ws.receive_json()
         assert hello == {"type": "hello", "cameras": [cam], "groups": [group]}
@@ -98,6 +98,7 @@ def test_websocket_receives_camera_and_group_events(env, stack):
 
 def test_alerts_reach_the_alerts_channel_and_their_camera(env, stack):
     cam = env.camera_id()
+    env.register(cam)
     now = time.time()
     alert = Alert(alert_id=f"camera_offline|{cam}@1", rule="camera_offline", severity="critical", status="active",
                   title=f"Camera {cam} is offline", triggered_at=now, updated_at=now, camera_id=cam)  # fmt: skip
@@ -134,9 +135,7 @@ def test_push_agent_forwards_crossings_from_the_topic(env, stack, kafka):
     ensure_topics(stack.bootstrap, catalogue(env.prefix, 1))
     cam = env.camera_id()
     producer = kafka.producer()
-    config = {"camera_id": cam, "groups": [f"{env.tenant}-g"]}
-    producer.produce(topic_name(env.prefix, "camera-config"), key=cam, value=json.dumps(config))
-    producer.flush(10)
+    env.register(cam, [f"{env.tenant}-g"])  # the worker learns the group from the config the API publishes
     proc_env = {
         **os.environ,
         "FOOTFALL_KAFKA__TOPIC_PREFIX": env.prefix,

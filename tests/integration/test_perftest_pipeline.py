@@ -33,7 +33,7 @@ def test_load_test_runs_measures_and_leaves_nothing_behind(stack, pg, redis_clie
     try:
         worker.wait_ready()
         topics_before = set(scratch.admin.list_topics(timeout=10).topics)
-        with TestClient(create_app(settings)) as client:
+        with TestClient(create_app(settings), headers=AUTH) as client:
             body = {"type": "load", "duration": 30, "cameras": 4}
             r = client.post("/api/v1/performance/test", json=body, headers=AUTH)
             assert r.status_code == 202, r.text

@@ -36,7 +36,8 @@ def test_openapi_lists_the_endpoints_and_bearer_auth(client_for):
         p["name"] for p in paths["/api/v1/metrics"]["get"]["parameters"]
     }
     assert paths["/api/v1/cameras/{camera_id}"]["put"]["security"] == [{"HTTPBearer": []}]
-    assert "security" not in paths["/api/v1/cameras/{camera_id}"]["get"]
+    assert paths["/api/v1/cameras/{camera_id}"]["get"]["security"] == [{"HTTPBearer": []}]  # reads too
+    assert "security" not in paths["/health"]["get"]
     assert "password" in json.dumps(spec["components"]["schemas"]["StreamIn"])
 
 
@@ -51,9 +52,11 @@ def test_openapi_shows_detection_and_tracking_settings(client_for):
     assert f"null = the default ({TrackerParams().high_conf!r})" in tracking["high_conf"]["description"]
 
 
-def test_writes_without_a_configured_token_are_refused_with_how_to(client_for):
+def test_requests_without_a_key_are_refused_with_how_to(client_for):
+    r = client_for(None).get("/api/v1/cameras")
+    assert r.status_code == 401 and "python -m api keys create" in r.json()["detail"]
     r = client_for(None).put("/api/v1/cameras/cam-1", json={}, headers={"Authorization": "Bearer x"})
-    assert r.status_code == 403 and "FOOTFALL_API_TOKEN" in r.json()["detail"]
+    assert r.status_code == 401 and r.json()["detail"] == "the API key is not valid"
 
 
 def test_writes_need_the_right_bearer_token(client_for):
