@@ -378,6 +378,9 @@ class Evaluator:
             if db_database(cam.camera_id) is not None:  # agents/db_health.py judges it on each sample
                 await self._retire(cam, now)
                 continue
+            if cam.camera_id in counter.removed:  # deleted or erased: nothing of it may come back
+                await self._forget(cam, now)
+                continue
             tenant, groups, _fps, _zones = self._camera_context(cam.camera_id)
             seen = cam.last_online_at or cam.first_seen_at
             if seen is not None:
@@ -403,6 +406,21 @@ class Evaluator:
             return False
         self.last_timer_eval[fp] = now
         return True
+
+    async def _forget(self, cam: CameraAlerts, now: float) -> None:
+        """A removed camera: resolve its open incidents and delete its state (a changelog
+        tombstone too, so a restart does not bring it back)."""
+        for st in cam.states.values():
+            if st.phase == "firing" and st.incident is not None:
+                event = AlertEvent(alert_id=st.incident, kind="resolved", at=now, by="camera removed",
+                                   metric_value=st.value)  # fmt: skip
+                await (await alert_events_topic.send(key=st.incident.encode(), value=event.to_json()))
+        key = cam.camera_id.encode()
+        self.cams.pop(cam.camera_id, None)
+        if self.table.data.pop(key, None) is not None:
+            self.table.send_changelog(cam.partition, key, None)
+        self.table_size = len(self.table.data)
+        log.info("camera %s removed: its alert state is forgotten", cam.camera_id)
 
     async def _retire(self, cam: CameraAlerts, now: float) -> None:
         """Fingerprints whose rule was deleted or deactivated: resolve an open incident, forget the rest."""

@@ -111,6 +111,9 @@ class Counter:
         self.dead_letters = 0
         # per camera, what the alert evaluator's drift score compares (agents.alert_state)
         self.profiles: dict[str, DetectionProfile] = {}
+        # Cameras whose config was tombstoned (removed or erased) since this worker started: the
+        # alert evaluator forgets their state and resolves their open alerts (agents/alerting.py).
+        self.removed: set[str] = set()
         self.flushes = 0
         self.state_writes = 0
         self.resent = 0
@@ -198,13 +201,17 @@ class Counter:
 
     def on_config(self, event: Any) -> None:
         key, raw = event.key, event.value
-        if raw is None:  # tombstone: the camera was removed
+        if raw is None:  # tombstone: the camera was removed (or erased): forget it entirely
             if key is not None:
                 camera_id = key.decode(errors="replace")
-                if camera_configs.get(key) is not None:
-                    del camera_configs[key]
+                for table in (camera_configs, camera_states):
+                    if table.get(key) is not None:
+                        del table[key]  # a changelog tombstone too: a restart does not bring it back
                 self.scenes.pop(camera_id, None)
-                log.info("camera %s: configuration removed", camera_id)
+                self.cameras.pop(camera_id, None)  # its live views answer 404 from now on
+                self.profiles.pop(camera_id, None)
+                self.removed.add(camera_id)
+                log.info("camera %s: configuration and counting state removed", camera_id)
             return
         try:
             config = parse(CameraConfig, raw)
@@ -216,6 +223,7 @@ class Counter:
             send_dead_letter(dead_letter_topic, event.message, str(exc))
             return
         camera_configs[config.camera_id.encode()] = raw
+        self.removed.discard(config.camera_id)
         previous = self.scenes.get(config.camera_id)
         if previous is not None and previous.params.digest != entry.params.digest:
             log.info("camera %s: tracking parameters changed; its tracks restart on the next frame", config.camera_id)
