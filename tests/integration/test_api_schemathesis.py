@@ -1,7 +1,9 @@
 """Schemathesis against the API's own OpenAPI document: generated requests to every operation of a
 real server (uvicorn on a free port, wired to the local stack) must never get a server error.
-Bounded (few examples per operation) so it runs in seconds. Writes go without a token (401), so
-generated camera ids never touch real rows; the write paths are covered by test_api_contract."""
+Bounded (few examples per operation) so it runs in seconds. Requests carry a viewer key of a
+tenant of their own: reads run through the tenant's transaction (row-level security, the scoped
+views), writes are refused (403), so generated camera ids never touch real rows; the write paths are
+covered by test_api_contract and test_tenancy."""
 
 from __future__ import annotations
 
@@ -57,7 +59,18 @@ def base_url(stack):
                 r.delete(key)
 
 
+@pytest.fixture(scope="module")
+def viewer(stack):
+    import psycopg
+    from api_helpers import bearer, cleanup_tenant, make_key
+
+    tenant = f"test-st-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as pg:
+        yield bearer(make_key(pg, tenant, "viewer"))
+        cleanup_tenant(pg, tenant)
+
+
 @schema.parametrize()
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_never_errors(case, base_url):
-    case.call_and_validate(base_url=base_url, checks=[schemathesis.checks.not_a_server_error])
+def test_api_never_errors(case, base_url, viewer):
+    case.call_and_validate(base_url=base_url, headers=viewer, checks=[schemathesis.checks.not_a_server_error])

@@ -32,8 +32,9 @@ def test_load_test_runs_measures_and_leaves_nothing_behind(stack, pg, redis_clie
     settings.kafka.partitions = scratch.partitions
     try:
         worker.wait_ready()
-        topics_before = set(scratch.admin.list_topics(timeout=10).topics)
         with TestClient(create_app(settings), headers=AUTH) as client:
+            # after the API's start, which creates the topics it writes if the worker has not yet
+            topics_before = set(scratch.admin.list_topics(timeout=10).topics)
             body = {"type": "load", "duration": 30, "cameras": 4}
             r = client.post("/api/v1/performance/test", json=body, headers=AUTH)
             assert r.status_code == 202, r.text
