@@ -132,8 +132,9 @@ class Authenticator:
             )
 
     async def _lookup(self, key_id: str) -> KeyRow | None:
-        async with self.pool.connection() as c, c.transaction():
-            await c.execute(set_role(self.settings.database.api_role))
+        """One statement, in autocommit: every request pays for it (``authenticate_key()`` runs
+        with its owner's rights whoever calls it; the API's login role may execute it)."""
+        async with self.pool.connection() as c:
             return await db.lookup_key(c, key_id)
 
     async def _failed(

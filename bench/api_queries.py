@@ -15,7 +15,8 @@ again over the range, so nothing of the run stays behind (``--keep`` keeps it).
 Tenant isolation (issue 9): every query is timed twice, interleaved, with the same viewer key of
 the bench tenant: ``on`` is the app as it runs (each request one transaction as ``footfall_api``,
 row-level security and the scoped views), ``off`` replaces only the request's connection with the
-pre-isolation one (the pool's own role, no tenant, the raw tables and aggregates). ``isolation``
+pre-isolation one (the pool's own role, no tenant, the raw tables and aggregates); both
+authenticate the key the same way. ``isolation``
 reports both medians and p99s and the overhead; the target is within 20 %.
 """
 
@@ -36,6 +37,7 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.auth import Viewer
 from core.settings import get_settings
 
 LOAD_CROSSINGS = """
@@ -117,7 +119,7 @@ def _unscoped_app(settings: Any) -> Any:
 
     app = create_app(settings)
 
-    async def unscoped(request: Request) -> AsyncIterator[Any]:
+    async def unscoped(request: Request, _caller: Viewer) -> AsyncIterator[Any]:  # authenticated alike
         async with request.app.state.pool.connection() as conn:
             yield conn
 
