@@ -189,12 +189,13 @@ DECLARE
     scope text := CASE WHEN current_schema() = 'public' THEN 'scoped' ELSE current_schema() || '_scoped' END;
     -- The IN sits under an OR, so the planner keeps it a hashed subplan (the tenant's camera ids,
     -- hashed once per query) instead of a join it misestimates into a nested loop over every row
-    -- (measured 1.9 s instead of 30 ms for 100 cameras x 1 day of crossings_1h, bench/api_queries.py).
+    -- (measured 1.9 s instead of 30 ms for 100 cameras x 1 day of crossings_1h, bench/api_queries.py);
+    -- (SELECT app_tenant()) is an init plan: the setting is read once per query, not once per row.
     cond text := CASE filter
         WHEN 'camera' THEN format(
-            '%1$I.app_tenant() = %2$L OR camera_id IN (SELECT c.camera_id FROM %1$I.cameras c '
-            'WHERE c.tenant_id = %1$I.app_tenant())', home, '*')
-        WHEN 'platform' THEN format('%I.app_tenant() = %L', home, '*')
+            '(SELECT %1$I.app_tenant()) = %2$L OR camera_id IN (SELECT c.camera_id FROM %1$I.cameras c '
+            'WHERE c.tenant_id = (SELECT %1$I.app_tenant()))', home, '*')
+        WHEN 'platform' THEN format('(SELECT %I.app_tenant()) = %L', home, '*')
     END;
 BEGIN
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', scope);
