@@ -85,18 +85,20 @@ def wait_http(url: str, child: Child, timeout_s: float = 90.0) -> None:
     raise SystemExit(f"main job: the {child.name} did not answer {url} within {timeout_s:.0f} s; see {child.log}")
 
 
-def counts_so_far(settings: Settings, camera_prefix: str, since: float) -> dict[str, int]:
-    """Crossings in the database for this run's cameras, by direction (raw events: exact and cheap here)."""
+def counts_so_far(settings: Settings, camera_ids: list[str], since: float) -> dict[str, int]:
+    """Crossings in the database of this run, by direction (raw events: exact and cheap here): only
+    the run's own cameras (exact ids, not a prefix that other cameras may share) and only crossings
+    at or after the run's source started (an earlier run of the same camera ids is not counted)."""
     import psycopg
 
     sql = """
         SELECT direction, count(*) FROM crossing_events
-        WHERE camera_id LIKE %s AND occurred_at >= to_timestamp(%s)
+        WHERE camera_id = ANY(%s) AND occurred_at >= to_timestamp(%s)
         GROUP BY direction
     """
     try:
         with psycopg.connect(settings.database.url.get_secret_value(), prepare_threshold=None, connect_timeout=5) as c:
-            rows = c.execute(sql, (camera_prefix.replace("%", r"\%") + "%", since)).fetchall()
+            rows = c.execute(sql, (camera_ids, since)).fetchall()
     except psycopg.Error as exc:
         return {"error": str(exc).splitlines()[0]}  # type: ignore[dict-item]
     return {d: int(n) for d, n in rows}
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     worker.env["FOOTFALL_AUTH__DEMO_TENANT"] = demo
     api_proc = Child("API", [PY, "-m", "api"], logs / "api.log", env={"FOOTFALL_AUTH__DEMO_TENANT": demo})
     if args.source:
-        camera_prefix = args.camera_id
+        camera_ids = [args.camera_id]
         config = run_dir / "cameras.json"
         config.write_text(json.dumps(source_config(args.source, args.camera_id)))
         publish_configs(settings, config)  # the worker learns the camera's line from the config topic
@@ -164,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             logs / "grabber.log",
         )
     else:
-        camera_prefix = args.camera_prefix
+        from streams.simulator import Simulation
+
+        # the exact ids the simulator gives its cameras (it fails early on a bad prefix)
+        camera_ids = Simulation(cameras=args.cameras, fps=args.fps, camera_prefix=args.camera_prefix).camera_ids
         source = Child(
             "simulator",
             [PY, "-m", "streams", "simulate", "--cameras", str(args.cameras), "--fps", str(args.fps)]
@@ -183,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     children = [worker, api_proc, source]
+    console = f"http://{host}:{api}/"
     try:
+        print(f"main job: the console will be at {console}", flush=True)
         print("main job: starting the Faust worker ...", flush=True)
         worker.start()
         wait_http(f"http://{host}:{web}/", worker)
@@ -191,10 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         api_proc.start()
         wait_http(f"http://{host}:{api}/health", api_proc)
         print(f"main job: starting the {source.name} ...", flush=True)
+        # this run's crossings are those from here on: the simulator's first frame is taken now
+        started = time.time()
+        if args.source is None:
+            source.cmd += ["--start", f"{started:.6f}"]
         source.start()
         print(
             f"""
 footfall is running: {source.name} -> Kafka ({settings.kafka.bootstrap}) -> worker -> TimescaleDB
+  console      {console}   (cameras, live counts, snapshots, the line/zone editor, charts)
   live views   http://{host}:{web}/footfall/cameras/   (then .../cameras/<id>/counts/ and .../occupancy/)
   API          http://{host}:{api}/docs   (e.g. curl 'http://{host}:{api}/api/v1/cameras')
   live push    ws://{host}:{api}/api/v1/live/ws?camera_id=<id>
@@ -215,23 +227,23 @@ Counts so far are printed every {args.report_every:.0f} s; Ctrl-C stops.
                 if not c.alive() and not (c is source and args.source is None and args.duration):
                     raise SystemExit(f"main job: the {c.name} stopped unexpectedly; see {c.log}")
             if time.monotonic() >= next_report:
-                report(settings, camera_prefix, started, truth)
+                report(settings, camera_ids, started, truth)
                 next_report += args.report_every
             time.sleep(0.5)
         print(f"main job: stopping the {source.name}; draining for {DRAIN_S:.0f} s ...", flush=True)
         source.stop()
         time.sleep(DRAIN_S)
-        report(settings, camera_prefix, started, truth, final=True)
+        report(settings, camera_ids, started, truth, final=True)
     finally:
         for c in reversed(children):
             c.stop()
     return 0
 
 
-def report(settings: Settings, camera_prefix: str, since: float, truth: Path, final: bool = False) -> None:
-    # only this run's crossings: every source stamps frames with the wall clock when it captures
-    # them, after ``since``; an earlier run of the same camera ids is not counted again
-    db = counts_so_far(settings, camera_prefix, since)
+def report(settings: Settings, camera_ids: list[str], since: float, truth: Path, final: bool = False) -> None:
+    # only this run's crossings: its cameras, stamped (by the source's capture clock) at or after
+    # the source started; an earlier run of the same camera ids is not counted again
+    db = counts_so_far(settings, camera_ids, since)
     line = f"{'final' if final else 'so far'}: crossings in the database in={db.get('in', 0)} out={db.get('out', 0)}"
     if "error" in db:
         line = f"database not answering: {db['error']}"
