@@ -38,6 +38,13 @@ DOCS_CSP = (
     "font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com; "
     "connect-src 'self'; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+# The web console (``/``, assets under ``/console/``): its own scripts and styles only, no inline
+# script or style element, no CDN; pictures from the API (fetched with the key, shown as blob:
+# URLs); fetch and the live WebSocket to this origin only ('self' covers ws:/wss: of the same host).
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 HSTS = "max-age=31536000"  # a year; sent only when this server itself speaks TLS
 # What a browser on a configured origin may send (bearer token, JSON bodies) and read (Retry-After on 429).
 CORS_METHODS = ["GET", "POST", "PUT", "DELETE"]
@@ -131,8 +138,9 @@ class BodyLimit:
 
 class SecurityHeaders:
     """Add the security headers to every HTTP response, replacing any the app set: nosniff, DENY
-    framing, no referrer, a CSP (strict for JSON, per-page for HTML), ``Cache-Control: no-store`` on
-    ``/api/`` (tenant data must not stay in shared caches), and HSTS when ``hsts``."""
+    framing, no referrer, a CSP (strict for JSON, per-page for HTML, the console's own for the
+    console), ``Cache-Control: no-store`` on ``/api/`` (tenant data must not stay in shared
+    caches), and HSTS when ``hsts``."""
 
     def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
@@ -170,7 +178,8 @@ class SecurityHeaders:
                 html.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     body = b"".join(html)
-                    await send(_with(start, self.headers(path, docs_csp(body)), length=len(body)))
+                    csp = CONSOLE_CSP if is_console(path) else docs_csp(body)
+                    await send(_with(start, self.headers(path, csp), length=len(body)))
                     await send({"type": "http.response.body", "body": body})
             else:
                 await send(message)
@@ -182,6 +191,11 @@ def docs_csp(page: bytes) -> str:
     """The HTML pages' CSP, allowing exactly the inline scripts of ``page``."""
     hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in _INLINE_SCRIPT.findall(page)]
     return DOCS_CSP.format(script_src=" ".join(["https://cdn.jsdelivr.net", *hashes]))
+
+
+def is_console(path: str) -> bool:
+    """The console's own pages (never the API's or /docs)."""
+    return path == "/" or path.startswith("/console/")
 
 
 def _is_html(start: Message) -> bool:

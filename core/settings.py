@@ -190,6 +190,29 @@ class AuthSettings(BaseModel):
     key_cache_s: float = Field(default=300.0, ge=0)
 
 
+class SnapshotSettings(BaseModel):
+    """Camera snapshots (streams/snapshots.py): each grabber, and the simulator, stores a downscaled
+    JPEG of every camera it runs in Redis every ``interval_s`` (0 = none), expiring after ``ttl_s``
+    so a stopped camera's picture does not linger; the API serves it at
+    ``/api/v1/cameras/{id}/snapshot.jpg``."""
+
+    interval_s: float = Field(default=5.0, ge=0)
+    max_width: int = Field(default=640, ge=64, le=3840)  # wider frames are scaled down to this
+    quality: int = Field(default=75, ge=10, le=95)  # JPEG quality
+    ttl_s: int = Field(default=300, ge=10)
+
+
+class PreviewSettings(BaseModel):
+    """The grabber's annotated MJPEG preview (streams/preview.py): off unless ``enabled``; served
+    on ``host:port`` (loopback by default), at most ``max_fps`` frames a second per camera."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9110, ge=1, le=65535)
+    max_fps: float = Field(default=5.0, gt=0, le=15)
+    max_width: int = Field(default=960, ge=160, le=3840)
+
+
 class LifecycleSettings(BaseModel):
     """Hot, warm, cold (sql/archive.py): raw events stay in the database for ``hot_days``, are
     compressed after ``compress_after_days``, then ``python -m sql.archive run`` writes each old
@@ -221,6 +244,8 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = AlertingSettings()
     auth: AuthSettings = AuthSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
+    preview: PreviewSettings = PreviewSettings()
     # Where the local stack keeps its data, logs and downloaded jars/npm packages.
     local_dir: Path = PROJECT_ROOT / ".local"
     # The platform's superadmin bearer token (every tenant, every endpoint; for bootstrapping and

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--stats-interval", type=float, default=5.0, help="seconds between StreamStats messages")
     out.add_argument("--metrics-port", type=int, default=settings.http.metrics_port, help="Prometheus port; 0 = off")
     out.add_argument("--metrics-host", default=settings.http.host)
+    out.add_argument(
+        "--preview",
+        action=argparse.BooleanOptionalAction,
+        default=settings.preview.enabled,
+        help="serve the annotated MJPEG preview on preview.host:preview.port (default: off; FOOTFALL_PREVIEW__*)",
+    )
     fleet = run.add_argument_group("fleet")
     fleet.add_argument("--grabber-id", default=f"{socket.gethostname()}:{os.getpid()}")
     fleet.add_argument("--no-lease", action="store_true", help="own every configured camera without Redis leases")
@@ -202,7 +208,20 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         cameras=[c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None,
     )
-    grabber = Grabber(options, publisher, detector, leases, metrics, config_source if follower else None)
+    from streams.snapshots import from_settings as snapshots_from_settings
+
+    snapshots = snapshots_from_settings(settings, args.redis_url, args.topic_prefix)
+    preview, preview_server = None, None
+    if args.preview:
+        from streams.preview import Preview, PreviewServer
+
+        ps = settings.preview
+        preview = Preview(ps.max_fps, ps.max_width)
+        preview_server = PreviewServer(preview, ps.host, ps.port).start()
+        log.info("annotated preview on http://%s:%d/preview?camera_id=<id>", ps.host, ps.port)
+    grabber = Grabber(
+        options, publisher, detector, leases, metrics, config_source if follower else None, snapshots, preview
+    )
     grabber_holder["g"] = grabber
     grabber.set_configs(configs)
     if not grabber.selected and follower is None:
@@ -230,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
             follower.stop()
         if server is not None:
             server.shutdown()
+        if preview_server is not None:
+            preview_server.stop()
     log.info("grabber %s stopped; %d detections published", args.grabber_id, grabber.published)
     return 0
 

@@ -30,9 +30,11 @@ from streams.capture import CameraReader, CaptureCounters, Frame
 from streams.config import select
 from streams.detector import Detector, ModelError, auto_imgsz
 from streams.health import DEFAULT_THRESHOLDS, GrabberMetrics, StatusInputs, WindowSamples, percentile, stream_status
+from streams.preview import Preview
 from streams.publisher import KafkaPublisher
 from streams.region import filter_boxes
 from streams.seq import SeqClock
+from streams.snapshots import SnapshotPublisher
 from streams.sources import make_source
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,8 @@ class Grabber:
         leases,
         metrics: GrabberMetrics | None = None,
         config_source: Callable[[], tuple[list[CameraConfig], bool]] | None = None,
+        snapshots: SnapshotPublisher | None = None,
+        preview: Preview | None = None,
     ) -> None:
         self.options = options
         self.publisher = publisher
@@ -123,6 +127,8 @@ class Grabber:
         self.leases = leases
         self.metrics = metrics or GrabberMetrics()
         self.config_source = config_source
+        self.snapshots = snapshots  # a downscaled picture of each camera every few seconds (Redis)
+        self.preview = preview  # the opt-in annotated MJPEG preview (streams/preview.py)
         self.wake = threading.Event()
         self.cameras: dict[str, CameraRuntime] = {}
         self.selected: dict[str, CameraConfig] = {}
@@ -226,6 +232,8 @@ class Grabber:
         rt.revoked = True
         rt.reader.stop()
         self.metrics.forget(cid)
+        if self.preview is not None:
+            self.preview.forget(cid)
         log.info("%s: stopped (%s)", cid, reason)
 
     def revoke(self, cid: str) -> None:
@@ -333,6 +341,10 @@ class Grabber:
         self.metrics.latency_seconds.labels(rt.camera_id).observe(latency_ms / 1000.0)
         if self.publisher.publish(record):
             self.published += 1
+        if self.snapshots is not None:  # frames are BGR (OpenCV); the picture is RGB
+            self.snapshots.offer(rt.camera_id, lambda: frame.image[:, :, ::-1], frame.captured_at)
+        if self.preview is not None:
+            self.preview.observe(rt.config, frame.image, record)
 
     # ------------------------------------------------------------------ housekeeping and stats
 

@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--stats-every", type=float, default=5.0, help="seconds between StreamStats per camera (0 = none)"
     )
     parser.add_argument("--truth-every", type=float, default=10.0, help="seconds between truth writes while running")
+    parser.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=settings.snapshots.interval_s,
+        help="seconds between each camera's rendered snapshot in Redis (0 = none; settings.snapshots)",
+    )
+    parser.add_argument("--redis-url", default=None, help="where snapshots go (default: settings.redis.url)")
     parser.add_argument("--bootstrap", default=settings.kafka.bootstrap)
     parser.add_argument("--topic-prefix", default=settings.kafka.topic_prefix)
     parser.add_argument("--ensure-topics", action="store_true", help="create the camera-config/detections topics")
@@ -63,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=settings.log_level)
     add_spool_arguments(parser)
     return parser
+
+
+def _snapshots(args: argparse.Namespace):
+    """The snapshot publisher of ``--snapshot-every`` (None: off)."""
+    if args.snapshot_every <= 0:
+        return None
+    from streams.snapshots import from_settings
+
+    settings = get_settings()
+    snap = settings.snapshots.model_copy(update={"interval_s": args.snapshot_every})
+    return from_settings(settings.model_copy(update={"snapshots": snap}), args.redis_url, args.topic_prefix)
 
 
 class SimulatedHealth:
@@ -138,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.topics import catalogue, ensure_topics, topic_name
     from streams.publisher import KafkaPublisher
     from streams.simulator import SimParams, Simulation
+    from streams.snapshots import render_scene
     from streams.spool import SpoolLocked
     from streams.spool_options import spool_from_args
 
@@ -211,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         next_truth = began + args.truth_every
         health = SimulatedHealth(args.fps, args.stats_every, publisher.spool_stats) if args.stats_every > 0 else None
+        snapshots = _snapshots(args) if not args.fast else None
         frames = sim.frames(args.duration)
         while not stop.is_set():
             if not args.fast:  # publish at capture time (relative to the first frame)
@@ -224,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                 publisher.poll(0.05)
             publisher.publish(frame)
             published += 1
+            if snapshots is not None:
+                snapshots.offer(
+                    frame.camera_id,
+                    lambda f=frame: render_scene(f.frame_width, f.frame_height, params.horizon_y, f.boxes),
+                    frame.captured_at,
+                )
             if health is not None:
                 for stats in health.add(frame):
                     publisher.publish(stats)

@@ -13,6 +13,8 @@ declare -A NEED_CMD=(
   [redis-server]=redis-server [pgbouncer]=pgbouncer [ffmpeg]=ffmpeg
   # Prometheus of the local stack; promtool checks and unit-tests infra/prometheus/rules.yml.
   [prometheus]=prometheus [promtool]=prometheus
+  # The console's browser tests (Playwright for Python drives it; its own browser download does not work here).
+  [chromium]=chromium
 )
 # Shared libraries OpenCV (pulled in by ultralytics) loads.
 NEED_LIB=(libgl1 libglib2.0-0)
