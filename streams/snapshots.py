@@ -20,6 +20,17 @@ True
 False
 >>> sorted(pub.redis.data["demo:snapshot:cam-1"])
 ['frame_height', 'frame_width', 'jpeg', 'taken_at']
+
+A picture can also be asked for: ``POST /api/v1/cameras/{id}/snapshot`` sets
+``<prefix>:snapshot-request:<camera_id>`` (expiring), and the camera's next offered frame is taken
+whatever the interval (the flag is looked at most once a second per camera, and consumed):
+
+>>> asked = SnapshotPublisher(FakeRedis(), "demo", interval_s=5.0)
+>>> asked.offer("cam-1", lambda: np.zeros((36, 64, 3), np.uint8), taken_at=100.0)
+True
+>>> asked.redis.set(request_key("demo", "cam-1"), 1, ex=30)
+>>> asked.offer("cam-1", lambda: np.zeros((36, 64, 3), np.uint8), taken_at=101.0)  # not due, but asked for
+True
 """
 
 from __future__ import annotations
@@ -38,6 +49,14 @@ log = logging.getLogger(__name__)
 
 def snapshot_key(prefix: str, camera_id: str) -> str:
     return f"{prefix}:snapshot:{camera_id}"
+
+
+def request_key(prefix: str, camera_id: str) -> str:
+    """Set (with an expiry) to ask the camera's grabber for a picture now."""
+    return f"{prefix}:snapshot-request:{camera_id}"
+
+
+REQUEST_CHECK_S = 1.0  # how often a publisher looks for a request, per camera
 
 
 def encode_jpeg(rgb: NDArray[np.uint8], max_width: int = 640, quality: int = 75) -> bytes:
@@ -78,6 +97,7 @@ class SnapshotPublisher:
         self.quality = quality
         self.ttl_s = ttl_s
         self._last: dict[str, float] = {}
+        self._checked: dict[str, float] = {}  # camera -> monotonic time of the last request check
         self._last_error_log = 0.0
         self.published = 0
 
@@ -85,7 +105,20 @@ class SnapshotPublisher:
         if self.interval_s <= 0:
             return False
         last = self._last.get(camera_id)
-        return last is None or taken_at - last >= self.interval_s or taken_at < last
+        if last is None or taken_at - last >= self.interval_s or taken_at < last:
+            return True
+        return self._requested(camera_id)
+
+    def _requested(self, camera_id: str) -> bool:
+        """Whether someone asked for a picture (consumes the request); at most once a second."""
+        now = time.monotonic()
+        if now - self._checked.get(camera_id, float("-inf")) < REQUEST_CHECK_S:
+            return False
+        self._checked[camera_id] = now
+        try:
+            return self.redis.getdel(request_key(self.prefix, camera_id)) is not None
+        except Exception:  # Redis down: the periodic pictures will say so when they fail
+            return False
 
     def offer(self, camera_id: str, render: Callable[[], NDArray[np.uint8]], taken_at: float) -> bool:
         """Store a new picture of the camera if one is due; True when one was stored."""
@@ -190,11 +223,12 @@ def render_scene(
 
 
 class FakeRedis:
-    """A stand-in for ``redis.Redis`` in doctests and unit tests (hset, expire, pipeline, hgetall)."""
+    """A stand-in for ``redis.Redis`` in doctests and unit tests (hset, expire, pipeline, set, getdel)."""
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, Any]] = {}
         self.ttl: dict[str, int] = {}
+        self.flags: dict[str, Any] = {}
 
     def pipeline(self) -> FakeRedis:
         return self
@@ -204,6 +238,12 @@ class FakeRedis:
 
     def expire(self, key: str, seconds: int) -> None:
         self.ttl[key] = seconds
+
+    def set(self, key: str, value: Any, ex: int | None = None) -> None:
+        self.flags[key] = value
+
+    def getdel(self, key: str) -> Any:
+        return self.flags.pop(key, None)
 
     def execute(self) -> None:
         return None

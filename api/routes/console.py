@@ -14,9 +14,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import overlay, queries, store
-from api.deps import CameraId, Conn, utcnow
+from api.deps import CameraId, Conn, known_camera, utcnow
 from api.live import occupancy_snapshot
-from streams.snapshots import snapshot_key
+from streams.snapshots import request_key, snapshot_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["console"])
@@ -87,6 +87,28 @@ SELECT DISTINCT ON (camera_id) camera_id, at, status, input_fps, processed_fps, 
 FROM stream_stats WHERE at >= %(since)s
 ORDER BY camera_id, at DESC
 """
+
+
+@router.post(
+    "/api/v1/cameras/{camera_id}/snapshot",
+    status_code=202,
+    summary="Ask the camera's grabber for a picture now (then GET snapshot.jpg)",
+    tags=["cameras"],
+)
+async def request_snapshot(request: Request, conn: Conn, camera_id: CameraId) -> dict[str, Any]:
+    """Sets a flag in Redis (expiring after ``REQUEST_TTL_S``) that the camera's grabber or the
+    simulator looks at about once a second: its next frame is stored whatever the interval."""
+    await known_camera(conn, camera_id)
+    state = request.app.state
+    try:
+        await state.redis.set(request_key(state.settings.kafka.topic_prefix, camera_id), 1, ex=REQUEST_TTL_S)
+    except Exception as exc:  # Redis down
+        log.warning("snapshot request not stored: %s", type(exc).__name__)
+        raise HTTPException(503, "snapshots are unavailable (Redis does not answer), retry shortly") from None
+    return {"camera_id": camera_id, "requested": True, "within_s": REQUEST_TTL_S}
+
+
+REQUEST_TTL_S = 30
 
 
 @router.get("/api/v1/stream-status", summary="Each camera's latest stream report (caller's tenant)", tags=["cameras"])

@@ -77,3 +77,24 @@ def test_snapshot_plain_overlay_missing_and_tenant_checked(env, db, rds):
         assert r.status_code == 404 and "unknown camera" in r.json()["detail"]
     finally:
         cleanup_tenant(db, other_tenant)
+
+
+def test_a_picture_on_request_is_taken_at_the_next_frame(env, db, rds):
+    import time
+
+    camera = env.camera_id()
+    assert env.client.put(f"/api/v1/cameras/{camera}", json={"tenant": env.tenant, "lines": []}).status_code == 201
+    viewer = bearer(make_key(db, env.tenant, "viewer"))
+    pub = SnapshotPublisher(rds, env.prefix, interval_s=3600, max_width=64, ttl_s=60)  # not due again for an hour
+    frame = np.zeros((36, 64, 3), np.uint8)
+    assert pub.offer(camera, lambda: frame, taken_at=1_700_000_000.0)
+    assert not pub.offer(camera, lambda: frame, taken_at=1_700_000_001.0)
+    r = env.client.post(f"/api/v1/cameras/{camera}/snapshot", headers=viewer)
+    assert r.status_code == 202 and r.json()["requested"] is True
+    time.sleep(1.05)  # the publisher looks for requests once a second
+    assert pub.offer(camera, lambda: frame, taken_at=1_700_000_002.0)  # taken, whatever the interval
+    time.sleep(1.05)
+    assert not pub.offer(camera, lambda: frame, taken_at=1_700_000_003.0)  # the request was consumed
+    r = env.client.get(f"/api/v1/cameras/{camera}/snapshot.jpg", headers=viewer)
+    assert r.status_code == 200 and float(r.headers["X-Taken-At"]) == 1_700_000_002.0
+    assert env.client.post(f"/api/v1/cameras/{env.tenant}-nope/snapshot", headers=viewer).status_code == 404

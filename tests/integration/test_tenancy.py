@@ -157,6 +157,7 @@ MATRIX = [
     ("GET", "/api/v1/audit", "admin", None),
     ("GET", "/api/v1/tenants/{tenant}/export", "admin", None),
     ("GET", "/api/v1/tenants", "superadmin", None),
+    ("POST", "/api/v1/cameras/{cam}/snapshot", "viewer", None),
 ]
 # Routes asked elsewhere in this module (writes that destroy or create, the push, the platform's).
 ELSEWHERE = {
