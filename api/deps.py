@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,11 +17,20 @@ from sql import principals as db
 from sql.roles import tenant_transaction
 
 
+@asynccontextmanager
+async def caller_transaction(state: Any, principal: Principal) -> AsyncIterator[AsyncConnection]:
+    """A transaction as the API's database role seeing only ``principal``'s tenant (``state``:
+    the app's state, with its pool and settings)."""
+    role = state.settings.database.api_role
+    async with state.pool.connection() as conn, tenant_transaction(conn, role, principal.scope):
+        yield conn
+
+
 async def get_conn(request: Request, principal: Viewer) -> AsyncIterator[AsyncConnection]:
-    """One transaction per request, as the API's database role, seeing the caller's tenant only
-    (every route with a ``Conn`` is therefore authenticated, at least as a viewer)."""
-    role = request.app.state.settings.database.api_role
-    async with request.app.state.pool.connection() as conn, tenant_transaction(conn, role, principal.scope):
+    """One transaction per request (every route with a ``Conn`` is therefore authenticated, at
+    least as a viewer). Routes that must act after their transaction commits use
+    :func:`caller_transaction` themselves."""
+    async with caller_transaction(request.app.state, principal) as conn:
         yield conn
 
 

@@ -5,6 +5,7 @@
 - ``kafka``: unique scratch topics plus confluent-kafka producers/consumers, cleaned up after.
 - ``pg``: a psycopg connection through pgbouncer (autocommit, no prepared statements).
 - ``redis_client``: a redis-py client.
+- ``db`` / ``rds``: the same, one per test module (for module-scoped worlds).
 """
 
 from __future__ import annotations
@@ -99,6 +100,23 @@ def pg(stack):
 
 @pytest.fixture
 def redis_client(stack):
+    import redis
+
+    client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def db(stack):
+    import psycopg
+
+    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def rds(stack):
     import redis
 
     client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)

@@ -15,11 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import erasure
 from api.auth import Admin, Superadmin
-from api.deps import Conn, audit
+from api.deps import Conn, audit, caller_transaction
 from api.schemas import ID_PATTERN, Text
 from core.principals import Principal, at_least
 from sql import principals as db
-from sql.roles import tenant_transaction
 
 router = APIRouter(prefix="/api/v1", tags=["tenants, users, keys, audit"])
 
@@ -97,8 +96,7 @@ async def delete_tenant(
     if tenant_id == "default":
         raise HTTPException(422, "tenant_id: the default tenant holds the platform's rules and cannot be erased")
     state = request.app.state
-    async with state.pool.connection() as conn, tenant_transaction(conn, state.settings.database.api_role,
-                                                                    principal.scope):  # fmt: skip
+    async with caller_transaction(state, principal) as conn:
         if await (await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,))).fetchone() is None:
             raise HTTPException(404, f"unknown tenant {tenant_id!r}")
         cur = await conn.execute("SELECT camera_id FROM cameras WHERE tenant_id = %s", (tenant_id,))

@@ -16,12 +16,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from api import erasure, queries, store
 from api.auth import Operator
-from api.deps import CameraId, Conn, LineId, ZoneId, audit
+from api.deps import CameraId, Conn, LineId, ZoneId, audit, caller_transaction
 from api.schemas import ID_PATTERN, CameraBody, CameraIn, LineBody, ZoneBody
 from core.principals import Principal
 from models.base import parse
 from models.records import CameraConfig
-from sql.roles import tenant_transaction
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
 
@@ -154,8 +153,7 @@ async def delete_camera(
     if erase and not principal.can("admin"):
         raise HTTPException(403, f"erase=true needs the admin role; {principal.actor} is {principal.role}")
     state = request.app.state
-    async with state.pool.connection() as conn, tenant_transaction(conn, state.settings.database.api_role,
-                                                                    principal.scope):  # fmt: skip
+    async with caller_transaction(state, principal) as conn:
         loaded = await store.load_camera(conn, camera_id)
         if loaded is None or not await store.delete_camera(conn, camera_id):
             raise HTTPException(404, f"unknown camera {camera_id!r}")

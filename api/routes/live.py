@@ -27,11 +27,11 @@ from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSock
 from fastapi.responses import StreamingResponse
 
 from api.auth import Viewer, authenticate_ws
+from api.deps import caller_transaction
 from api.live import alerts_channel, camera_channel, group_channel, occupancy_snapshot
 from api.queries import ParamError
 from api.schemas import ID_PATTERN
 from core.principals import Principal
-from sql.roles import tenant_transaction
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
@@ -63,8 +63,7 @@ async def check_visible(state: Any, principal: Principal, cameras: list[str], gr
     the push carries nothing of another tenant. Unknown and foreign ids read the same."""
     if not cameras and not groups:
         return
-    async with state.pool.connection() as conn, tenant_transaction(conn, state.settings.database.api_role,
-                                                                    principal.scope):  # fmt: skip
+    async with caller_transaction(state, principal) as conn:
         cur = await conn.execute("SELECT camera_id FROM cameras WHERE camera_id = ANY(%s)", (cameras,))
         seen_cams = {r["camera_id"] for r in await cur.fetchall()}
         cur = await conn.execute("SELECT group_id FROM camera_groups WHERE group_id = ANY(%s)", (groups,))

@@ -64,7 +64,6 @@ def cleanup_tenant(pg, tenant: str) -> None:
 
 @contextlib.contextmanager
 def api_env(stack, pg, redis_client, token: str | None = TOKEN) -> Iterator[ApiEnv]:
-    from confluent_kafka.admin import AdminClient
 
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     tenant = f"test-api-{uuid.uuid4().hex[:6]}"
@@ -74,14 +73,23 @@ def api_env(stack, pg, redis_client, token: str | None = TOKEN) -> Iterator[ApiE
             yield ApiEnv(client, settings, prefix, tenant)
     finally:
         cleanup_tenant(pg, tenant)
-        admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
-        if topics:
-            for fut in admin.delete_topics(topics, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    fut.result(timeout=30)
-        for key in redis_client.scan_iter(match=f"{prefix}:*"):
-            redis_client.delete(key)
+        drop_prefix(stack, prefix)
+
+
+def drop_prefix(stack, prefix: str) -> None:
+    """Delete the topics and Redis keys of a test's topic prefix."""
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")]
+    if topics:
+        for fut in admin.delete_topics(topics, operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                fut.result(timeout=30)
+    with redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5) as r:
+        for key in r.scan_iter(match=f"{prefix}:*"):
+            r.delete(key)
 
 
 def make_key(pg, tenant: str, role: str, *, expires_at=None, user_id: str | None = None) -> str:

@@ -9,7 +9,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 import redis
 from agents_helpers import drain, values
@@ -24,12 +23,6 @@ RULE = {
     "severity": "critical",
     "channels": ["webhook:https://ops.example.org/hooks/abc", "email:ops@example.org"],
 }
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture(scope="module")

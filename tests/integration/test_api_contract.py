@@ -9,9 +9,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-import redis
 from api_helpers import AUTH, NO_AUTH, SECRET_KEY, api_env, settings_for
 
 from api.app import create_app
@@ -28,19 +26,6 @@ CAMERA = {
     "lines": [{"line_id": "door", "start": [320, 0], "end": [320, 360], "name": "Door"}],
     "zones": [{"zone_id": "hall", "polygon": [[0, 0], [640, 0], [640, 360]], "capacity": 20}],
 }
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
-def rds(stack):
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

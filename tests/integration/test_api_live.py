@@ -14,7 +14,6 @@ import time
 import uuid
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from api_helpers import api_env
 
@@ -52,15 +51,8 @@ def _run(stack, coro_fn):
 
 
 @pytest.fixture
-def rds(stack):
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def env(stack, pg, rds):
-    with api_env(stack, pg, rds) as e:
+def env(stack, pg, redis_client):
+    with api_env(stack, pg, redis_client) as e:
         yield e
 
 

@@ -13,10 +13,9 @@ import time
 import uuid
 
 import pytest
-import redis
 import schemathesis
 import uvicorn
-from api_helpers import settings_for
+from api_helpers import drop_prefix, settings_for
 from hypothesis import HealthCheck, settings
 
 from api.app import create_app
@@ -48,15 +47,7 @@ def base_url(stack):
     finally:
         server.should_exit = True
         thread.join(15)
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(PREFIX + ".")]
-        if topics:
-            admin.delete_topics(topics, operation_timeout=30)
-        with redis.Redis(host=stack.redis_host, port=stack.redis_port) as r:
-            for key in r.scan_iter(match=f"{PREFIX}:*"):
-                r.delete(key)
+        drop_prefix(stack, PREFIX)
 
 
 @pytest.fixture(scope="module")

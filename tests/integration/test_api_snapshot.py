@@ -8,9 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import psycopg
 import pytest
-import redis
 from api_helpers import api_env, bearer, cleanup_tenant, make_key
 from PIL import Image
 
@@ -18,19 +16,6 @@ from api.overlay import LINE_COLOUR
 from streams.snapshots import SnapshotPublisher, encode_jpeg
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
-def rds(stack):
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

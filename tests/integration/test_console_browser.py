@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_helpers import drop_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -108,20 +109,7 @@ def job(stack, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-        _cleanup(stack, topics)
-
-
-def _cleanup(stack, topics: str) -> None:
-    import redis
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topics + ".")]
-    if names:
-        admin.delete_topics(names, operation_timeout=30)
-    with redis.Redis(host=stack.redis_host, port=stack.redis_port) as r:
-        for key in r.scan_iter(match=f"{topics}:*"):
-            r.delete(key)
+        drop_prefix(stack, topics)
 
 
 @pytest.fixture(scope="module")

@@ -39,19 +39,6 @@ class Tenant:
     rule_id: str = ""
 
 
-@pytest.fixture(scope="module")
-def db(stack):
-    with psycopg.connect(stack.db_dsn, prepare_threshold=None, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture(scope="module")
-def rds(stack):
-    client = redis.Redis(host=stack.redis_host, port=stack.redis_port, socket_timeout=5)
-    yield client
-    client.close()
-
-
 def _seed(env, db, t: Tenant) -> None:
     body = {
         "tenant": t.name,
