@@ -49,6 +49,7 @@ from agents.app import (
     detections_topic,
     occupancy_topic,
     settings,
+    tracks_topic,
     window_counts_topic,
     zone_events_topic,
 )
@@ -76,6 +77,7 @@ OUTPUT_TOPICS = {
     st.ZONE_EVENTS: zone_events_topic,
     st.WINDOW_COUNTS: window_counts_topic,
     st.OCCUPANCY: occupancy_topic,
+    st.TRACKS: tracks_topic,
 }
 
 

@@ -35,6 +35,7 @@ from models.records import (
     DbHealth,
     OccupancySample,
     StreamStats,
+    TrackSummary,
     WindowCount,
     ZoneEvent,
 )
@@ -46,15 +47,20 @@ Row = tuple[Any, ...]
 class Column:
     """One column: its name in the table, the array type it is sent as, and how it is stored.
 
-    ``epoch`` columns travel as float8 seconds and are stored with ``to_timestamp``.
+    ``epoch`` columns travel as float8 seconds and are stored with ``to_timestamp``; ``cast``
+    columns travel as text and are cast by the server (an array column: ``unnest`` of a 2-D array
+    would flatten it, so each row's array travels as its text literal).
     """
 
     name: str
     array_type: str
     epoch: bool = False
+    cast: str | None = None
 
     @property
     def select_expr(self) -> str:
+        if self.cast:
+            return f"{self.name}::{self.cast}"
         return f"to_timestamp({self.name})" if self.epoch else self.name
 
 
@@ -138,6 +144,39 @@ def _zone_event(e: ZoneEvent) -> Row:
         e.frame_seq,
         e.processed_at,
         e.dwell_s,
+    )
+
+
+def _pg_array(values: Iterable[float]) -> str:
+    """A real[] literal: ``{1.5,2}``."""
+    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+
+
+def _track(s: TrackSummary) -> Row:
+    ts, xs, ys, hs = zip(*s.path, strict=True)
+    return (
+        s.first_seen,
+        s.event_id,
+        s.camera_id,
+        s.track_id,
+        s.segment,
+        s.final,
+        s.last_seen,
+        _pg_array(ts),
+        _pg_array(xs),
+        _pg_array(ys),
+        _pg_array(hs),
+        min(xs),
+        max(xs),
+        min(ys),
+        max(ys),
+        s.tolerance_px,
+        s.confirmed_t,
+        s.mean_speed,
+        s.max_speed,
+        json.dumps(s.lines),
+        json.dumps(s.zones),
+        s.processed_at,
     )
 
 
@@ -252,6 +291,38 @@ ZONE_EVENTS = TableSpec(
         C("dwell_s", "float4"),
     ),
     row=_zone_event,
+)
+
+TRACKS = TableSpec(
+    name="tracks",
+    topic="tracks",
+    record=TrackSummary,
+    table="track_summaries",
+    columns=(
+        C("first_seen", "float8", epoch=True),
+        C("event_id", "text"),
+        C("camera_id", "text"),
+        C("track_id", "int8"),
+        C("segment", "int4"),
+        C("final", "bool"),
+        C("last_seen", "float8", epoch=True),
+        C("ts", "text", cast="real[]"),
+        C("xs", "text", cast="real[]"),
+        C("ys", "text", cast="real[]"),
+        C("hs", "text", cast="real[]"),
+        C("x_min", "float4"),
+        C("x_max", "float4"),
+        C("y_min", "float4"),
+        C("y_max", "float4"),
+        C("tolerance_px", "float4"),
+        C("confirmed_t", "float4"),
+        C("mean_speed", "float4"),
+        C("max_speed", "float4"),
+        C("lines", "jsonb"),
+        C("zones", "jsonb"),
+        C("processed_at", "float8", epoch=True),
+    ),
+    row=_track,
 )
 
 # Window counts are full counts of a (camera, line, direction, minute), re-emitted as late events
@@ -451,6 +522,7 @@ DB_HEALTH = TableSpec(
 SPECS: tuple[TableSpec, ...] = (
     CROSSINGS,
     ZONE_EVENTS,
+    TRACKS,
     WINDOW_COUNTS,
     OCCUPANCY,
     STREAM_STATS,

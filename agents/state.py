@@ -5,7 +5,9 @@ A :class:`CameraRuntime` is what a worker keeps in memory for every camera it ow
 * ``state``: the tracker + line/zone :class:`~core.camera.CameraState`;
 * ``windows``: the event-time window counts (:mod:`core.windows`) keyed ``(line_id, direction)``;
 * ``zones``: per-zone occupancy sampling and trend bookkeeping (:class:`ZoneBook`);
-* ``outbox``: outputs produced but not yet known to be delivered to Kafka.
+* ``outbox``: outputs produced but not yet known to be delivered to Kafka;
+* ``paths``: the live tracks' paths (:mod:`core.trajectories`), summarised to the ``tracks`` topic
+  when a track ends.
 
 :func:`step` folds one frame in and returns the outputs to send now (crossings, zone events,
 occupancy samples); :func:`window_outputs` returns the window counts changed since the last flush.
@@ -53,6 +55,7 @@ import orjson
 
 from core.camera import DEFAULT_CAMERA, CameraParams, CameraState, Frame, FrameLike, Scene, process_frame
 from core.counting import Crossing, ZoneOccupancy, ZoneTransition
+from core.trajectories import PathBook, PathSummary, observe
 from core.trend import trend
 from core.windows import DEFAULT_WINDOWING, Windowing, WindowState, add_event, advance, window_start
 from models.base import WireRecord, parse
@@ -62,6 +65,7 @@ from models.records import (
     CrossingEvent,
     FrameDetections,
     OccupancySample,
+    TrackSummary,
     WindowCount,
     Zone,
     ZoneEvent,
@@ -73,6 +77,7 @@ __all__ = [
     "ZONE_EVENTS",
     "WINDOW_COUNTS",
     "OCCUPANCY",
+    "TRACKS",
     "ZoneBook",
     "OutboxEntry",
     "CameraRuntime",
@@ -90,16 +95,19 @@ __all__ = [
     "zone_event_record",
     "occupancy_record",
     "window_count_record",
+    "track_record",
 ]
 
 OCCUPANCY_KEEPALIVE_S = 5.0
 # catalogue names (models.topics) of the output topics
 CROSSINGS, ZONE_EVENTS, WINDOW_COUNTS, OCCUPANCY = "crossings", "zone-events", "window-counts", "occupancy"
+TRACKS = "tracks"
 _OUTPUT_TYPES: dict[str, type[WireRecord]] = {
     CROSSINGS: CrossingEvent,
     ZONE_EVENTS: ZoneEvent,
     WINDOW_COUNTS: WindowCount,
     OCCUPANCY: OccupancySample,
+    TRACKS: TrackSummary,
 }
 
 Output = tuple[str, WireRecord]  # (catalogue topic name, record)
@@ -152,6 +160,7 @@ class CameraRuntime:
     windows: WindowState = field(default_factory=WindowState)
     zones: dict[str, ZoneBook] = field(default_factory=dict)
     outbox: list[OutboxEntry] = field(default_factory=list)
+    paths: PathBook = field(default_factory=PathBook)
     # not persisted: windows changed since the last flush, and wall-clock bookkeeping for views
     dirty_windows: set[tuple[str, str, float]] = field(default_factory=set)
     dirty: bool = False
@@ -181,6 +190,26 @@ def crossing_record(c: Crossing, processed_at: float) -> CrossingEvent:
         x=float(c.x),
         y=float(c.y),
         confidence=float(c.confidence),
+    )
+
+
+def track_record(s: PathSummary, processed_at: float) -> TrackSummary:
+    return TrackSummary(
+        event_id=s.event_id,
+        camera_id=s.camera_id,
+        track_id=s.track_id,
+        segment=s.segment,
+        final=s.final,
+        first_seen=s.first_seen,
+        last_seen=s.last_seen,
+        path=s.path,
+        tolerance_px=s.tolerance_px,
+        confirmed_t=s.confirmed_t,
+        mean_speed=s.mean_speed,
+        max_speed=s.max_speed,
+        processed_at=processed_at,
+        lines=s.lines,
+        zones=s.zones,
     )
 
 
@@ -255,6 +284,8 @@ def _valid_frame(d: dict[str, Any]) -> bool:
         return False
     inf, pub, ver = d["inference_ms"], d["published_at"], d.get("schema_version", _VERSIONS[0])
     if not (_num(inf) and inf >= 0 and _num(pub) and type(ver) is int and _VERSIONS[0] <= ver <= _VERSIONS[1]):
+        return False
+    if type(d.get("gated", False)) is not bool:
         return False
     boxes = d["boxes"]
     if type(boxes) is not list:
@@ -350,6 +381,11 @@ def step(
     rt.windows = windows
     for z in result.zone_events:
         out.append((ZONE_EVENTS, zone_event_record(z, now)))
+    tracker = rt.state.tracker
+    for summary in observe(
+        rt.paths, rt.camera_id, tracker.view(), float(frame.captured_at), result.crossings, result.zone_events
+    ):
+        out.append((TRACKS, track_record(summary, now)))
     zone_info = zones or {}
     for occ in result.occupancy:
         book = rt.zones.get(occ.zone_id)
@@ -433,6 +469,7 @@ def encode(rt: CameraRuntime) -> bytes:
         "windows": rt.windows.to_dict(),
         "zones": {zid: b.to_list() for zid, b in rt.zones.items()},
         "outbox": [[e.topic, e.value.decode()] for e in rt.outbox],
+        "paths": rt.paths.to_list(),
     }
     return b"".join((_MAGIC, _LEN.pack(len(cs)), cs, json.dumps(meta, separators=(",", ":")).encode()))
 
@@ -455,4 +492,5 @@ def decode(data: bytes) -> CameraRuntime:
         windows=WindowState.from_dict(meta["windows"]),
         zones={zid: ZoneBook.from_list(v) for zid, v in meta["zones"].items()},
         outbox=[OutboxEntry(topic, value.encode()) for topic, value in meta["outbox"]],
+        paths=PathBook.from_list(meta.get("paths")),  # absent in states written before tracks were kept
     )

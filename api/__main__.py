@@ -1,5 +1,5 @@
 """``python -m api [--host H] [--port P]``: serve the HTTP API with uvicorn.
-``python -m api keys|users|tenants ...``: manage API keys, users and tenants (api/cli.py).
+``python -m api keys|users|tenants|recount ...``: manage API keys, users and tenants; recount (api/cli.py).
 
 Defaults come from the settings (``FOOTFALL_HTTP__HOST``, ``FOOTFALL_HTTP__API_PORT``: 127.0.0.1:8080).
 With ``FOOTFALL_HTTP__TLS_CERTFILE`` (and ``__TLS_KEYFILE``) set, the port serves HTTPS only.
@@ -21,7 +21,7 @@ from core.settings import get_settings
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("keys", "users", "tenants"):
+    if argv and argv[0] in ("keys", "users", "tenants", "recount"):
         from api.cli import main as cli
 
         raise SystemExit(cli(argv))

@@ -218,7 +218,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0) -> FastAPI:
-    from api.routes import admin, alerts, analytics, cameras, console, health, live, monitoring, performance
+    from api.routes import (
+        admin,
+        alerts,
+        analytics,
+        cameras,
+        console,
+        health,
+        live,
+        monitoring,
+        performance,
+        tracks,
+        zones,
+    )
 
     app = FastAPI(
         title="footfall API",
@@ -235,6 +247,6 @@ def create_app(settings: Settings | None = None, publish_timeout_s: float = 10.0
     install_request_ids(app)
     # before the cameras: /cameras/{id}/snapshot.jpg must not be taken for a camera's sub-path
     console.install(app)
-    for module in (health, cameras, analytics, monitoring, alerts, live, performance, admin):
+    for module in (health, cameras, analytics, zones, tracks, monitoring, alerts, live, performance, admin):
         app.include_router(module.router)
     return app

@@ -6,6 +6,8 @@
     python -m api keys revoke <key_id>
     python -m api users create alice --tenant mall --role operator [--name Alice] [--email ...]
     python -m api users list | disable <user_id>
+    python -m api recount CAMERA --line 200,0,200,480 --from 2026-11-01 --to 2026-12-01 [--interval day]
+    python -m api recount CAMERA --zone "0,0 100,0 100,100" --from ... --to ... [--method replay]
 
 Runs with the database URL's own rights (the platform), so it can make the first admin of a
 tenant; every change is audited as ``cli:<login name>``. A created key is printed once, on its own
@@ -63,7 +65,58 @@ def _parser() -> argparse.ArgumentParser:
     users.add_parser("list")
     ud = users.add_parser("disable")
     ud.add_argument("user_id")
+
+    rc = sub.add_parser("recount", help="count a line or zone over a past range (api/tracks.py)")
+    rc.set_defaults(verb="run")
+    rc.add_argument("camera_id")
+    where = rc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--line", type=_numbers, help="x1,y1,x2,y2 (in: onto the right of start -> end)")
+    where.add_argument("--zone", type=_polygon, help='polygon "x,y x,y x,y ..."')
+    rc.add_argument("--count", default="both", choices=("both", "in_only", "out_only"))
+    rc.add_argument("--from", dest="start", required=True, type=datetime.fromisoformat, help="ISO 8601 (naive = UTC)")
+    rc.add_argument("--to", dest="end", required=True, type=datetime.fromisoformat)
+    rc.add_argument("--interval", default="hour", choices=("minute", "hour", "day"))
+    rc.add_argument("--method", default="tracks", choices=("tracks", "replay"))
     return p
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if len(values) != 4 or values[:2] == values[2:]:
+        raise argparse.ArgumentTypeError("a line is x1,y1,x2,y2 with two distinct points")
+    return values
+
+
+def _polygon(text: str) -> tuple[tuple[float, float], ...]:
+    try:
+        points = tuple((float(x), float(y)) for x, y in (p.split(",") for p in text.split()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "x,y x,y x,y ...", got {text!r}') from None
+    if len(points) < 3:
+        raise argparse.ArgumentTypeError("a zone needs at least 3 points")
+    return points
+
+
+async def recount(conn: psycopg.AsyncConnection, args: argparse.Namespace) -> int:
+    from api import store
+    from api import tracks as tr
+    from api.queries import as_utc
+
+    loaded = await store.load_camera(conn, args.camera_id)
+    if loaded is None:
+        print(f"unknown camera {args.camera_id!r}", file=sys.stderr)
+        return 1
+    if args.line:
+        geometry = tr.Geometry(start=args.line[:2], end=args.line[2:], count=args.count)
+    else:
+        geometry = tr.Geometry(polygon=args.zone)
+    result = await tr.recount(conn, get_settings(), loaded[0], geometry, as_utc(args.start), as_utc(args.end),
+                              args.interval, args.method)  # fmt: skip
+    _print(result)
+    return 0
 
 
 def _print(rows: Any) -> None:
@@ -81,6 +134,8 @@ async def run(args: argparse.Namespace) -> int:
             await db.audit(conn, tenant=tenant, actor=actor, actor_role="superadmin", action=action,
                            object_type=kind, object_id=object_id, before=before, after=after)  # fmt: skip
 
+        if args.noun == "recount":
+            return await recount(conn, args)
         match (args.noun, args.verb):
             case ("tenants", "create"):
                 rules = await db.ensure_tenant(conn, args.tenant_id, args.name)

@@ -2,7 +2,8 @@
 
 Nothing here touches a connection, so every rule is unit-tested in milliseconds. Counts,
 occupancy and health are read from the continuous aggregates of migration 003 (never from raw
-rows): ``crossings_1m/1h/1d``, ``occupancy_1m/1h/1d``, ``stream_health_1h`` and ``peak_hours``.
+rows): ``crossings_1m/1h/1d``, ``occupancy_1m/1h/1d``, ``stream_health_1h`` and ``peak_hours``;
+zone entries, exits and dwell times from ``zone_events_1m/1h/1d`` (015).
 
 >>> parse_duration("24h"), parse_duration("15m")
 (datetime.timedelta(days=1), datetime.timedelta(seconds=900))
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core import dwell
 from models.records import (
     AlertThresholds,
     CameraConfig,
@@ -80,12 +82,15 @@ class Interval:
     crossings: str  # continuous aggregate names
     occupancy: str
     default_span: timedelta
+    zones: str = ""  # zone_events_* (015)
 
 
 INTERVALS: dict[str, Interval] = {
-    "minute": Interval("minute", timedelta(minutes=1), "crossings_1m", "occupancy_1m", timedelta(hours=1)),
-    "hour": Interval("hour", timedelta(hours=1), "crossings_1h", "occupancy_1h", timedelta(days=1)),
-    "day": Interval("day", timedelta(days=1), "crossings_1d", "occupancy_1d", timedelta(days=30)),
+    "minute": Interval(
+        "minute", timedelta(minutes=1), "crossings_1m", "occupancy_1m", timedelta(hours=1), "zone_events_1m"
+    ),
+    "hour": Interval("hour", timedelta(hours=1), "crossings_1h", "occupancy_1h", timedelta(days=1), "zone_events_1h"),
+    "day": Interval("day", timedelta(days=1), "crossings_1d", "occupancy_1d", timedelta(days=30), "zone_events_1d"),
 }
 
 
@@ -187,6 +192,128 @@ def totals(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]]:
             t["total"] += int(r["entries"]) + int(r["exits"])
     out.setdefault("*", {"in": 0, "out": 0, "total": 0})
     return out
+
+
+# ----------------------------------------------------------------------------- zone analytics (015)
+
+# Entries, exits and the dwell histogram of one zone per bucket (zone_events_1m/1h/1d, one row per
+# bucket, camera and zone).
+ZONE_EVENTS = """
+SELECT bucket, entries, exits, dwell_n, dwell_s_sum, dwell_s_max, {histogram}
+FROM {view}
+WHERE camera_id = %(camera_id)s AND zone_id = %(zone_id)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket
+"""
+
+# When each bucket's occupancy peaked, at the resolution of the level below it: a sample's time
+# for minutes, the minute for hours, the hour for days. Ties go to the earliest.
+ZONE_PEAK_AT = """
+SELECT DISTINCT ON (1) time_bucket(%(step)s::interval, {time}) AS bucket, {time} AS peak_at, {value} AS peak
+FROM {source}
+WHERE camera_id = %(camera_id)s AND zone_id = %(zone_id)s AND {time} >= %(start)s AND {time} < %(end)s
+ORDER BY 1, {value} DESC, {time}
+"""
+_PEAK_SOURCE = {
+    "minute": ("occupancy_samples", "at", "count"),
+    "hour": ("occupancy_1m", "bucket", "count_max"),
+    "day": ("occupancy_1h", "bucket", "count_max"),
+}
+
+ZONE_CONFIG = "SELECT name, capacity FROM zones WHERE camera_id = %(camera_id)s AND zone_id = %(zone_id)s"
+
+# Every zone of the visible cameras over a range (hourly aggregates): configured zones, and zones
+# that only have history. RLS / the scoped views keep it to the caller's tenant.
+ZONES_SUMMARY = """
+WITH ev AS (
+    SELECT camera_id, zone_id, sum(entries)::bigint AS entries, sum(exits)::bigint AS exits,
+           sum(dwell_n)::bigint AS dwell_n, sum(dwell_s_sum) AS dwell_s_sum, max(dwell_s_max) AS dwell_s_max,
+           {histogram}
+    FROM zone_events_1h
+    WHERE bucket >= %(start)s AND bucket < %(end)s {camera_filter}
+    GROUP BY camera_id, zone_id
+), occ AS (
+    SELECT camera_id, zone_id, sum(samples)::bigint AS samples,
+           sum(count_sum)::double precision / nullif(sum(samples), 0) AS count_avg,
+           max(count_max) AS count_max, max(capacity_pct_max) AS capacity_pct_max
+    FROM occupancy_1h
+    WHERE bucket >= %(start)s AND bucket < %(end)s {camera_filter}
+    GROUP BY camera_id, zone_id
+), ids AS (
+    SELECT camera_id, zone_id FROM zones WHERE true {camera_filter}
+    UNION SELECT camera_id, zone_id FROM ev
+    UNION SELECT camera_id, zone_id FROM occ
+)
+SELECT ids.camera_id, ids.zone_id, z.name, z.capacity, ev.entries, ev.exits, ev.dwell_n, ev.dwell_s_sum,
+       ev.dwell_s_max, {ev_histogram}, occ.samples, occ.count_avg, occ.count_max, occ.capacity_pct_max
+FROM ids
+LEFT JOIN zones z USING (camera_id, zone_id)
+LEFT JOIN ev USING (camera_id, zone_id)
+LEFT JOIN occ USING (camera_id, zone_id)
+ORDER BY ids.camera_id, ids.zone_id
+"""
+
+
+def zone_events_sql(interval: Interval) -> str:
+    return ZONE_EVENTS.format(view=interval.zones, histogram=", ".join(dwell.COLUMNS))
+
+
+def zone_peak_at_sql(interval: Interval) -> str:
+    source, time, value = _PEAK_SOURCE[interval.name]
+    return ZONE_PEAK_AT.format(source=source, time=time, value=value)
+
+
+def zones_summary_sql(camera_filter: bool) -> str:
+    cam = "AND camera_id = ANY(%(camera_ids)s)" if camera_filter else ""
+    histogram = ", ".join(f"sum({c})::bigint AS {c}" for c in dwell.COLUMNS)
+    ev_histogram = ", ".join(f"ev.{c}" for c in dwell.COLUMNS)
+    return ZONES_SUMMARY.format(histogram=histogram, ev_histogram=ev_histogram, camera_filter=cam)
+
+
+def dwell_stats(r: dict[str, Any] | None) -> dict[str, Any]:
+    """Dwell figures of a row holding ``dwell_n``, ``dwell_s_sum``, ``dwell_s_max`` and the histogram
+    (median and p90 from the histogram: core.dwell's tolerance).
+
+    >>> row = {"dwell_n": 2, "dwell_s_sum": 200.0, "dwell_s_max": 110.0, **dict.fromkeys(dwell.COLUMNS, 0)}
+    >>> row["dwell_h08"] = 2  # [90, 120) s
+    >>> {k: round(v) for k, v in dwell_stats(row).items()}
+    {'exits': 2, 'avg_s': 100, 'median_s': 104, 'p90_s': 117, 'max_s': 110}
+    """
+    counts = [int((r or {}).get(c) or 0) for c in dwell.COLUMNS]
+    n = int((r or {}).get("dwell_n") or 0)
+    total = (r or {}).get("dwell_s_sum")
+    top = (r or {}).get("dwell_s_max")
+    return {
+        "exits": n,
+        "avg_s": float(total) / n if n and total is not None else None,
+        "median_s": dwell.quantile(counts, 0.5),
+        "p90_s": dwell.quantile(counts, 0.9),
+        "max_s": float(top) if top is not None else None,
+    }
+
+
+def add_histograms(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dwell columns of ``rows`` summed (histograms add up), for totals over a range."""
+    out: dict[str, Any] = {c: sum(int(r.get(c) or 0) for r in rows) for c in dwell.COLUMNS}
+    out["dwell_n"] = sum(int(r.get("dwell_n") or 0) for r in rows)
+    sums = [float(r["dwell_s_sum"]) for r in rows if r.get("dwell_s_sum") is not None]
+    out["dwell_s_sum"] = sum(sums) if sums else None
+    tops = [float(r["dwell_s_max"]) for r in rows if r.get("dwell_s_max") is not None]
+    out["dwell_s_max"] = max(tops) if tops else None
+    return out
+
+
+def peak_pct(peak: int | None, capacity: int | None, sampled_pct: float | None) -> float | None:
+    """Peak occupancy as a percentage of the zone's configured capacity; without one, the highest
+    percentage the samples carried (the capacity at the time).
+
+    >>> peak_pct(15, 20, None), peak_pct(15, None, 70.0), peak_pct(None, 20, None)
+    (75.0, 70.0, None)
+    """
+    if peak is None:
+        return None
+    if capacity:
+        return 100.0 * peak / capacity
+    return float(sampled_pct) if sampled_pct is not None else None
 
 
 # ----------------------------------------------------------------------------- seed 002: metrics

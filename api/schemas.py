@@ -6,6 +6,7 @@ product's own checks and name the bad field; both errors come back as 422 with t
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -124,3 +125,114 @@ class CameraBody(_Body):
 
 class CameraIn(CameraBody):
     camera_id: WireId
+
+
+# ----------------------------------------------------------------------------- responses: zone analytics
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class DwellStats(_Out):
+    """Dwell times of the people who left the zone in the bucket. Median and p90 come from the
+    aggregates' histogram (22 log-spaced buckets, core/dwell.py): within the bucket that holds the
+    exact value, typically a few percent off; 7200 means two hours or more."""
+
+    exits: int = Field(description="exits that carried a dwell time")
+    avg_s: float | None
+    median_s: float | None
+    p90_s: float | None
+    max_s: float | None
+
+
+class OccupancyPeak(_Out):
+    """People inside the zone (occupancy samples): average, the peak and when it was reached, and
+    the peak against the zone's capacity."""
+
+    samples: int
+    avg: float | None
+    peak: int | None
+    peak_at: datetime | None = Field(
+        description="when the peak was reached, at the resolution of the level below the interval "
+        "(the sample for minutes, the minute for hours, the hour for days); null once that level is gone"
+    )
+    capacity: int | None = Field(description="the zone's configured capacity")
+    peak_pct: float | None = Field(description="peak / capacity in percent (without a capacity: the samples' own)")
+
+
+class ZoneBucketOut(_Out):
+    bucket: datetime
+    entries: int
+    exits: int
+    net: int = Field(description="entries - exits")
+    dwell: DwellStats
+    occupancy: OccupancyPeak
+
+
+class ZoneTotalsOut(_Out):
+    entries: int
+    exits: int
+    dwell: DwellStats
+    occupancy: OccupancyPeak
+
+
+class ZoneAnalyticsOut(_Out):
+    camera_id: str
+    zone_id: str
+    name: str | None
+    capacity: int | None
+    interval: Literal["minute", "hour", "day"]
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    sources: list[str] = Field(description="the aggregates the answer was read from")
+    totals: ZoneTotalsOut
+    buckets: list[ZoneBucketOut]
+
+
+class ZoneSummaryOut(_Out):
+    camera_id: str
+    zone_id: str
+    name: str | None
+    capacity: int | None
+    entries: int
+    exits: int
+    dwell: DwellStats
+    occupancy: OccupancyPeak
+
+
+class ZonesOut(_Out):
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    sources: list[str]
+    zones: list[ZoneSummaryOut]
+
+
+class RecountLine(_Body):
+    """A directed line as a counting line would have it (``in``: onto the right-hand side of start -> end)."""
+
+    start: Point
+    end: Point
+    count: Literal["both", "in_only", "out_only"] = "both"
+
+
+class RecountZone(_Body):
+    polygon: Annotated[list[Point], Field(min_length=3, max_length=200)]
+
+
+class RecountIn(_Body):
+    """A what-if line or zone, counted over a past time range as if it had been configured then."""
+
+    line: RecountLine | None = None
+    zone: RecountZone | None = None
+    from_: Annotated[datetime, Field(alias="from", description="start (ISO 8601; naive = UTC)")]
+    to: datetime = Field(description="end, exclusive")
+    interval: Literal["minute", "hour", "day"] = "hour"
+    method: Literal["tracks", "replay"] = Field(
+        "tracks",
+        description="tracks: from the stored paths (any range; within the paths' simplification tolerance); "
+        "replay: the detections topic through the live counter (exact; only what Kafka still retains)",
+    )
+    save_as: Annotated[str, Field(pattern=ID_PATTERN)] | None = Field(
+        None, description="store the result as a named what-if line shown beside the real ones (operator)"
+    )

@@ -495,6 +495,50 @@ class WindowCount(WireRecord):
     count: int
     updated_at: float
     final: bool = False
+class TrackSummary(WireRecord):
+    """One person's path through a camera's view. Topic ``tracks``, key ``camera_id``.
+
+    Emitted when a track ends, and for a long stay every ``core.trajectories.SEGMENT_S`` seconds
+    while it lives (``segment`` 0, 1, ...; ``final`` on the last one). ``event_id`` is
+    ``camera:track:segment``, the same on a replay, so sinks drop duplicates.
+
+    ``path`` is the anchor (bottom-centre of the box) simplified with Douglas-Peucker within
+    ``tolerance_px``: ``[t, x, y, h]`` per vertex, ``t`` seconds since ``first_seen`` and ``h`` the
+    box height (the counting band scales with it). ``confirmed_t`` is when the tracker confirmed
+    the track (seconds since ``first_seen``; 0 for a later segment). ``lines``: ``[line_id,
+    direction, at]`` per crossing counted live; ``zones``: ``[zone_id, entered_at, dwell_s]`` per
+    visit (``dwell_s`` None while still inside at the segment's end).
+    """
+
+    event_id: str
+    camera_id: str
+    track_id: int
+    segment: int
+    final: bool
+    first_seen: float
+    last_seen: float
+    path: list[list[float]]
+    tolerance_px: float
+    confirmed_t: float
+    mean_speed: float  # px/s along the raw path
+    max_speed: float  # px/s, the tracker's velocity estimate
+    processed_at: float
+    lines: list[list[Any]] = []  # noqa: RUF012
+    zones: list[list[Any]] = []  # noqa: RUF012
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_nonneg(self, "track_id", "segment", "first_seen", "tolerance_px", "mean_speed", "max_speed")
+        if self.last_seen < self.first_seen:
+            self.fail("last_seen", f"before first_seen ({self.last_seen} < {self.first_seen})")
+        if not self.path:
+            self.fail("path", "a track has at least one point")
+        for i, p in enumerate(self.path):
+            if len(p) != 4:
+                self.fail(f"path[{i}]", f"a path vertex is [t, x, y, h], got {len(p)} numbers")
+
+
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:

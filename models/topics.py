@@ -51,6 +51,7 @@ _TOPICS: dict[str, tuple[type[WireRecord], str, bool, int | None]] = {
     "camera-config": (records.CameraConfig, "camera_id", True, None),
     "crossings": (records.CrossingEvent, "camera_id", False, 7 * DAY_MS),
     "zone-events": (records.ZoneEvent, "camera_id", False, 7 * DAY_MS),
+    "tracks": (records.TrackSummary, "camera_id", False, 7 * DAY_MS),
     "window-counts": (records.WindowCount, "camera_id", False, 7 * DAY_MS),
     "occupancy": (records.OccupancySample, "camera_id", False, 7 * DAY_MS),
     "alert-rules": (records.AlertRule, "rule_id", True, None),

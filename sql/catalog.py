@@ -45,11 +45,15 @@ RELATIONS: tuple[Relation, ...] = (
     Relation("camera_group_members", "reference", "camera"),
     Relation("counting_lines", "reference", "camera"),
     Relation("zones", "reference", "camera"),
+    Relation("whatif_lines", "reference", "camera"),
+    Relation("whatif_counts", "reference", "camera"),
+    Relation("geometry_versions", "reference", "camera"),
     Relation("alert_rules", "reference", "tenant", camera=False),
     Relation("users", "reference", "tenant", camera=False),
     Relation("api_keys", "reference", "tenant", camera=False, private=("hash",)),
     Relation("crossing_events", "hypertable", "camera", "occurred_at", raw=True),
     Relation("zone_events", "hypertable", "camera", "occurred_at", raw=True),
+    Relation("track_summaries", "hypertable", "camera", "first_seen", raw=True),
     Relation("occupancy_samples", "hypertable", "camera", "at", raw=True),
     Relation("stream_stats", "hypertable", "camera", "at", raw=True),
     Relation("camera_health", "hypertable", "camera", "at", raw=True),
@@ -63,6 +67,9 @@ RELATIONS: tuple[Relation, ...] = (
     Relation("occupancy_1h", "aggregate", "camera", "bucket"),
     Relation("occupancy_1d", "aggregate", "camera", "bucket"),
     Relation("stream_health_1h", "aggregate", "camera", "bucket"),
+    Relation("zone_events_1m", "aggregate", "camera", "bucket"),
+    Relation("zone_events_1h", "aggregate", "camera", "bucket"),
+    Relation("zone_events_1d", "aggregate", "camera", "bucket"),
 )
 
 # Relations with neither a tenant nor a camera: the platform's own.

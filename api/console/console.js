@@ -11,7 +11,7 @@
   const state = {
     cameras: [], status: {}, live: {}, ws: null, wsCameras: "", camera: null, frame: [1280, 720],
     snapshotUrl: null, snapshotTimer: null, drawing: null, drag: null, lineCounts: {}, occupancy: {},
-    charts: [], role: null,
+    charts: [], role: null, heatmap: false,
   };
 
   // ------------------------------------------------------------------ API
@@ -230,6 +230,7 @@
   async function loadSnapshot() {
     const cam = state.camera;
     if (!cam || state.drag) return;
+    if (state.heatmap) return loadHeatmap();
     try {
       const res = await api(`/api/v1/cameras/${encodeURIComponent(cam.camera_id)}/snapshot.jpg`, { raw: true });
       const w = Number(res.headers.get("X-Frame-Width")), h = Number(res.headers.get("X-Frame-Height"));
@@ -247,7 +248,25 @@
     renderOverlay();
   }
 
-  function startSnapshots() { stopSnapshots(); state.snapshotTimer = setInterval(loadSnapshot, 5000); }
+  // Where people walked in the last 24 hours (stored tracks), over the snapshot, in frame pixels
+  // like the overlay: GET /heatmap?format=png.
+  async function loadHeatmap() {
+    const cam = state.camera;
+    const [w, h] = state.frame;
+    try {
+      const res = await api(`/api/v1/cameras/${encodeURIComponent(cam.camera_id)}/heatmap?format=png&width=${w}&height=${h}`, { raw: true });
+      const url = URL.createObjectURL(await res.blob());
+      const img = $("snapshot");
+      img.onload = () => { if (state.snapshotUrl && state.snapshotUrl !== url) URL.revokeObjectURL(state.snapshotUrl); state.snapshotUrl = url; };
+      img.src = url;
+      $("snapshot-note").textContent = "where people walked in the last 24 hours (brighter: more people)";
+    } catch (e) {
+      $("snapshot-note").textContent = `Heatmap: ${e.message}`;
+    }
+    renderOverlay();
+  }
+
+  function startSnapshots() { stopSnapshots(); state.snapshotTimer = setInterval(loadSnapshot, state.heatmap ? 60000 : 5000); }
   function stopSnapshots() { if (state.snapshotTimer) clearInterval(state.snapshotTimer); state.snapshotTimer = null; }
 
   // ------------------------------------------------------------------ overlay (SVG in frame pixels)
@@ -457,6 +476,12 @@
   }
 
   $("new-line").addEventListener("click", () => beginDraw("line"));
+  $("heatmap").addEventListener("click", async () => {
+    state.heatmap = !state.heatmap;
+    $("heatmap").setAttribute("aria-pressed", String(state.heatmap));
+    await loadSnapshot();
+    startSnapshots();
+  });
   $("new-zone").addEventListener("click", () => beginDraw("zone"));
   $("cancel-draw").addEventListener("click", () => { cancelDraw(); $("draw-hint").textContent = "Cancelled."; });
   $("finish-zone").addEventListener("click", () => finishZone());

@@ -29,6 +29,25 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+async def _snapshot_fields(request: Request, camera_id: str) -> dict[str, Any]:
+    state = request.app.state
+    raw = await state.redis.hgetall(snapshot_key(state.settings.kafka.topic_prefix, camera_id))
+    return {_text(k): v for k, v in raw.items()}
+
+
+async def snapshot_bytes(request: Request, camera_id: str) -> tuple[bytes, tuple[int, int]] | None:
+    """The camera's latest snapshot (JPEG) and the size of the frame it was taken from; None when
+    there is none or Redis does not answer (callers then draw without it)."""
+    try:
+        fields = await _snapshot_fields(request, camera_id)
+    except Exception as exc:
+        log.warning("snapshot unavailable: %s", type(exc).__name__)
+        return None
+    if "jpeg" not in fields:
+        return None
+    return fields["jpeg"], (int(_text(fields["frame_width"])), int(_text(fields["frame_height"])))
+
+
 @router.get(
     "/api/v1/cameras/{camera_id}/snapshot.jpg",
     summary="The camera's latest picture, optionally with its lines, zones and counts drawn on it",
@@ -52,11 +71,10 @@ async def snapshot(
     state = request.app.state
     prefix = state.settings.kafka.topic_prefix
     try:
-        raw = await state.redis.hgetall(snapshot_key(prefix, camera_id))
+        fields = await _snapshot_fields(request, camera_id)
     except Exception as exc:  # Redis down
         log.warning("snapshot unavailable: %s", type(exc).__name__)
         raise HTTPException(503, "snapshots are unavailable (Redis does not answer), retry shortly") from None
-    fields = {_text(k): v for k, v in raw.items()}
     if "jpeg" not in fields:
         raise HTTPException(404, f"no snapshot of camera {camera_id!r} yet: is its grabber (or simulator) running?")
     jpeg: bytes = fields["jpeg"]

@@ -110,6 +110,23 @@ def seed_tenant(
                 " VALUES (%s, %s, 'door', 'in', %s, %s)",
                 [(t0 + timedelta(minutes=i), cam, i, t0) for i in range(n // 10)],
             )
+            cur.executemany(
+                "INSERT INTO track_summaries (first_seen, event_id, camera_id, track_id, segment, final, last_seen,"
+                " ts, xs, ys, hs, x_min, x_max, y_min, y_max, tolerance_px, confirmed_t, mean_speed, max_speed,"
+                " lines, zones, processed_at) VALUES (%s, %s, %s, %s, 0, true, %s, '{0,1.5}', '{1,9}', '{1,9}',"
+                " '{50,52}', 1, 9, 1, 9, 2, 0.2, 7.5, 8, '[[\"door\", \"in\", 1]]', '[]', %s)",
+                [(t, f"{cam}:{i}:0", cam, i, t + timedelta(seconds=1.5), t) for i, t in enumerate(times)],
+            )
+            conn.execute(
+                "INSERT INTO whatif_lines (camera_id, name, kind, geometry, range_from, range_to, interval_s, method)"
+                " VALUES (%s, 'door-2', 'line', '{\"start\": [2, 0], \"end\": [2, 9]}', %s, %s, 3600, 'tracks')",
+                (cam, t0, t0 + timedelta(days=1)),
+            )
+            conn.execute(
+                "INSERT INTO whatif_counts (camera_id, name, bucket, direction, count)"
+                " VALUES (%s, 'door-2', %s, 'in', 3)",
+                (cam, t0),
+            )
             cur.execute(
                 "INSERT INTO alerts (triggered_at, alert_id, rule, camera_id, severity, status, title, updated_at,"
                 " tenant_id) VALUES (%s, %s, 'camera_offline', %s, 'critical', 'active', 'offline', %s, %s)",

@@ -64,10 +64,14 @@ def wait_done(worker: Worker, last_seq: dict[str, int], timeout: float = 120.0) 
     raise AssertionError(f"not all frames processed: {body}\n{worker.tail()}")
 
 
-def outputs(scratch: Scratch) -> tuple[list[str], dict]:
+def outputs(scratch: Scratch) -> tuple[list[str], dict, dict[str, list[str]]]:
+    """Crossing ids, final window counts, and every track summary by id (as the paths they carry)."""
     crossings = values(drain(scratch.bootstrap, scratch.topic("crossings"), idle_s=1.5))
     counts = values(drain(scratch.bootstrap, scratch.topic("window-counts"), idle_s=1.5))
-    return [r["event_id"] for r in crossings], final_window_counts(counts)
+    tracks: dict[str, list[str]] = {}
+    for r in values(drain(scratch.bootstrap, scratch.topic("tracks"), idle_s=1.5)):
+        tracks.setdefault(r["event_id"], []).append(repr((r["path"], r["lines"], r["zones"], r["final"])))
+    return [r["event_id"] for r in crossings], final_window_counts(counts), tracks
 
 
 def setup(stack, tmp_path, name, configs):
@@ -90,7 +94,7 @@ def test_sigkill_mid_stream_gives_the_same_crossings_and_window_counts(stack, tm
         wait_configs(worker, camera_ids)
         produce(scratch.bootstrap, scratch.topic("detections"), items)
         wait_done(worker, last_seq)
-        ref_ids, ref_counts = outputs(scratch)
+        ref_ids, ref_counts, ref_tracks = outputs(scratch)
     finally:
         worker.stop()
         scratch.close()
@@ -130,7 +134,7 @@ def test_sigkill_mid_stream_gives_the_same_crossings_and_window_counts(stack, tm
         feeder.join(timeout=120)
         assert not producer_error, producer_error
         after = wait_done(second, last_seq)
-        crash_ids, crash_counts = outputs(scratch)
+        crash_ids, crash_counts, crash_tracks = outputs(scratch)
     finally:
         worker.kill()
         second.stop()
@@ -143,3 +147,8 @@ def test_sigkill_mid_stream_gives_the_same_crossings_and_window_counts(stack, tm
     )
     assert set(crash_ids) == set(ref_ids)  # every crossing, exactly once after dedupe by id
     assert crash_counts == ref_counts  # final window counts identical
+    # track summaries (issue 10): the same tracks; one taken over mid-track by the new worker is
+    # summarised once -- a re-sent copy carries the same id and the same path, never a second version
+    assert len(ref_tracks) > 20 and all(len(v) == 1 for v in ref_tracks.values())
+    assert set(crash_tracks) == set(ref_tracks)
+    assert all(set(v) == set(ref_tracks[k]) for k, v in crash_tracks.items()), "a summary differs after the crash"

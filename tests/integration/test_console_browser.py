@@ -307,3 +307,32 @@ def test_phone_viewport_and_overlay_snapshot(job, browser):
 
     Image.open(io.BytesIO(res.content)).save(ARTIFACTS / "snapshot-overlay.png")
     not_blank(ARTIFACTS / "snapshot-overlay.png")
+
+
+def test_heatmap_of_stored_tracks_over_the_snapshot(job, browser):
+    base, prefix, _ = job
+    camera = f"{prefix}-0001"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # people who walked through and left have their tracks stored
+        body = httpx.get(f"{base}/api/v1/cameras/{camera}/heatmap", params={"cell": 64}).json()
+        if body["tracks"] >= 5:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"no stored tracks for {camera}: {body}")
+    p = Page(browser, viewport={"width": 1280, "height": 800})
+    try:
+        p.page.goto(f"{base}/#/camera/{camera}")
+        wait_js(p.page, "document.getElementById('snapshot').naturalWidth > 0")
+        p.page.click("#heatmap")
+        assert p.page.get_attribute("#heatmap", "aria-pressed") == "true"
+        wait_js(p.page, "document.getElementById('snapshot-note').textContent.includes('where people walked')")
+        wait_js(p.page, "document.getElementById('snapshot').src.startsWith('blob:')")
+        p.shot("camera-heatmap")
+        p.no_errors()
+    finally:
+        p.close()
+    res = httpx.get(f"{base}/api/v1/cameras/{camera}/heatmap", params={"format": "png"})
+    assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+    (ARTIFACTS / "heatmap.png").write_bytes(res.content)
+    not_blank(ARTIFACTS / "heatmap.png")

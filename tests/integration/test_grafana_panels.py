@@ -34,11 +34,13 @@ def _seconds(interval: str) -> int:
     return int(m[1]) * UNITS[m[2]]
 
 
-def expand(sql: str, cameras: list[str], start: datetime, end: datetime) -> str:
+def expand(sql: str, cameras: list[str], start: datetime, end: datetime, zones: tuple[str, ...] = ("hall",)) -> str:
     """Grafana's macros and variables, as its postgres datasource (timescaledb on) expands them."""
     ts = lambda t: f"'{t.isoformat()}'"  # noqa: E731
     cams = ",".join(f"'{c}'" for c in cameras)
+    zone_list = ",".join(f"'{z}'" for z in zones)
     sql = sql.replace("${camera}", cams).replace("$camera", cams).replace("$__interval", INTERVAL)
+    sql = sql.replace("${zone}", zone_list).replace("$zone", zone_list)
     sql = re.sub(
         r"\$__timeGroupAlias\(\s*([^,]+?)\s*,\s*([^)]+?)\s*\)",
         lambda m: f"time_bucket('{_seconds(m[2])}s', {m[1]}) AS \"time\"",
@@ -67,6 +69,7 @@ def test_dashboards_exist_and_use_the_provisioned_datasource():
         "footfall-trends.json",
         "footfall-camera-health.json",
         "footfall-monitoring.json",
+        "footfall-zones.json",
     }
     ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "timescaledb.yml").read_text())["datasources"][0]
     assert ds["jsonData"]["timescaledb"] is True and "$FOOTFALL_DB_PASSWORD" in ds["secureJsonData"]["password"]
@@ -107,6 +110,13 @@ def seeded(stack):
                 " VALUES (to_timestamp(%s), %s, 'hall', %s, 20, %s)",
                 (t, cam, i % 7, 5.0 * (i % 7)),
             )
+            for kind, dwell in (("enter", None), ("exit", 30.0 + 20 * i)):
+                conn.execute(
+                    "INSERT INTO zone_events (occurred_at, event_id, camera_id, zone_id, track_id, kind, frame_seq,"
+                    " processed_at, dwell_s) VALUES (to_timestamp(%s), %s, %s, 'hall', %s, %s, %s, to_timestamp(%s),"
+                    " %s)",
+                    (t, f"{cam}:{kind}{i}", cam, i, kind, i, t, dwell),
+                )
             conn.execute(
                 "INSERT INTO stream_stats (at, camera_id, grabber_id, status, window_s, input_fps, processed_fps,"
                 " dropped_frames, decode_errors, reconnects, latency_ms_p95, inference_ms_p95, model_name,"
@@ -140,7 +150,8 @@ def seeded(stack):
                 (t, f"{cam}:a{i}", cam, severity, status, closed or res or ack or t, ack, ack and "gf", res, closed),
             )
         yield cam
-        tables = ("crossing_events", "occupancy_samples", "stream_stats", "line_counts_1m", "camera_health", "alerts")
+        tables = ("crossing_events", "zone_events", "occupancy_samples", "stream_stats", "line_counts_1m",
+                  "camera_health", "alerts")  # fmt: skip
         for table in tables:
             conn.execute(f"DELETE FROM {table} WHERE camera_id = %s", (cam,))
 
@@ -172,6 +183,12 @@ MUST_HAVE_ROWS = {
     "Active alerts",
     "Alerts per hour by severity",
     "Alert resolution times",
+    "Zone entries and exits per hour",
+    "Zone entries and exits per day",
+    "Dwell time median and p90 per hour",
+    "Occupancy peak vs capacity per hour",
+    "Zones in range",
+    "Occupancy peak per day and when",
 }
 
 

@@ -14,7 +14,16 @@ from agents.deadletter import MAX_VALUE_CHARS, dead_letter
 from core.camera import Frame, Scene
 from core.windows import Windowing
 from models.base import parse
-from models.records import CameraConfig, CrossingEvent, DeadLetter, OccupancySample, WindowCount, Zone, ZoneEvent
+from models.records import (
+    CameraConfig,
+    CrossingEvent,
+    DeadLetter,
+    OccupancySample,
+    TrackSummary,
+    WindowCount,
+    Zone,
+    ZoneEvent,
+)
 
 T0 = 1_700_000_040.0  # a minute boundary
 W = Windowing(size_s=60, grace_s=30, rolling_s=900)
@@ -70,7 +79,12 @@ def test_step_emits_valid_records_and_queues_them_in_the_outbox():
     assert kinds.count(st.CROSSINGS) == 2 and st.ZONE_EVENTS in kinds and st.OCCUPANCY in kinds
     assert [e.topic for e in rt.outbox] == kinds and all(e.future is None for e in rt.outbox)
     for topic, rec in out:  # every output parses as its wire record
-        cls = {st.CROSSINGS: CrossingEvent, st.ZONE_EVENTS: ZoneEvent, st.OCCUPANCY: OccupancySample}[topic]
+        cls = {
+            st.CROSSINGS: CrossingEvent,
+            st.ZONE_EVENTS: ZoneEvent,
+            st.OCCUPANCY: OccupancySample,
+            st.TRACKS: TrackSummary,
+        }[topic]
         assert parse(cls, rec.to_json()) == rec
     crossings = [rec for topic, rec in out if topic == st.CROSSINGS]
     assert sorted(c.direction for c in crossings) == ["in", "out"]

@@ -16,6 +16,7 @@ from agents.rows import (
     OCCUPANCY,
     SPECS,
     STREAM_STATS,
+    TRACKS,
     WINDOW_COUNTS,
     ZONE_EVENTS,
     OutageLog,
@@ -29,6 +30,7 @@ from models.records import (
     HypertableHealth,
     OccupancySample,
     StreamStats,
+    TrackSummary,
     WindowCount,
     ZoneEvent,
 )
@@ -71,7 +73,7 @@ def samples():
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [s for s in SPECS if s is not TRACKS], ids=lambda s: s.name)
 def test_row_matches_columns_and_record(spec):
     rec = samples()[spec]
     row = spec.row(rec)
@@ -86,6 +88,20 @@ def test_row_matches_columns_and_record(spec):
     assert len(params) == len(spec.columns) and all(len(p) == 2 for p in params)
     assert spec.sql.count("%s") == len(spec.columns)
     assert f"INSERT INTO {spec.table} AS t" in spec.sql
+
+
+def test_track_row_sends_the_path_as_array_literals_with_its_bounding_box():
+    rec = TrackSummary(
+        event_id="c1:7:0", camera_id="c1", track_id=7, segment=0, final=True, first_seen=T, last_seen=T + 2,
+        path=[[0.0, 10.0, 100.0, 80.0], [1.0, 50.5, 90.0, 82.0], [2.0, 90.0, 95.0, 84.0]], tolerance_px=1.0,
+        confirmed_t=0.2, mean_speed=40.0, max_speed=45.0, processed_at=T + 3, lines=[["door", "in", T + 1]],
+        zones=[["hall", T + 0.5, 1.0]],
+    )  # fmt: skip
+    row = dict(zip([c.name for c in TRACKS.columns], TRACKS.row(rec), strict=True))
+    assert row["xs"] == "{10.0,50.5,90.0}" and row["ts"] == "{0.0,1.0,2.0}" and row["hs"] == "{80.0,82.0,84.0}"
+    assert (row["x_min"], row["x_max"], row["y_min"], row["y_max"]) == (10.0, 90.0, 90.0, 100.0)
+    assert json.loads(row["lines"]) == [["door", "in", T + 1]] and row["first_seen"] == T
+    assert "xs::real[]" in TRACKS.sql and "to_timestamp(first_seen)" in TRACKS.sql
 
 
 def test_epoch_columns_are_converted_by_the_server():
