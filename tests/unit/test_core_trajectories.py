@@ -59,16 +59,17 @@ def _run(frames, scene, rt=None):
     return rt, out
 
 
-def test_a_track_that_ends_yields_one_summary_with_its_crossing_and_zone_visit():
+def test_a_track_that_ends_yields_one_summary_with_its_crossings_and_zone_visit():
     scene = Scene.from_config(
-        lines=[("door", (300, 0), (300, 480))], zones=[("hall", [(350, 200), (450, 200), (450, 400), (350, 400)])]
+        lines=[("door", (300, 0), (300, 480)), ("gate", (200, 480), (200, 0))],
+        zones=[("hall", [(350, 200), (450, 200), (450, 400), (350, 400)])],
     )
     frames = list(_walk(40, 100, 10)) + [Frame("cam-1", 40 + k, T0 + (40 + k) / 10, []) for k in range(30)]
     _, out = _run(frames, scene)
     assert len(out) == 1
     s = out[0]
     assert s.event_id == "cam-1:1:0" and s.final and s.segment == 0
-    assert [(c[0], c[1]) for c in s.lines] == [("door", "out")]
+    assert [(c[0], c[1]) for c in s.lines] == [("gate", "in"), ("door", "out")]  # both lines, in order
     assert [z[0] for z in s.zones] == ["hall"] and s.zones[0][2] > 0
     assert len(s.path) == 3  # a straight walk: its ends and the start of its second chunk of 32 points
     assert s.mean_speed == pytest.approx(100.0, rel=0.02) and s.path[-1][1] == pytest.approx(490.0)
