@@ -5,7 +5,8 @@ FROM python:3.11.11-slim-bookworm
 ARG EXTRAS=""
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    FOOTFALL_MODEL_CACHE=/app/.local/models
 
 # OpenCV's shared libraries and ffmpeg for the grabber; nothing else from apt.
 RUN if [ -n "$EXTRAS" ]; then \
@@ -19,9 +20,10 @@ WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 
-# .local/spool: the grabbers' store-and-forward spool (a volume in docker-compose.yml), theirs to write.
+# .local/spool: the grabbers' store-and-forward spool (a volume in docker-compose.yml), theirs to write;
+# .local/models: exported detector models (streams/backends.py; site-packages is read-only to them).
 RUN useradd --system --uid 10001 --home-dir /app footfall \
-    && mkdir -p /app/.local/spool && chown -R footfall /app/.local
+    && mkdir -p /app/.local/spool /app/.local/models && chown -R footfall /app/.local
 USER footfall
 
 CMD ["python", "-m", "api"]

@@ -37,6 +37,14 @@ person`` (one person's track whose boxes' bottom edge crossed where the person's
     .venv/bin/python bench/accuracy.py                       # the defaults and the peer
     .venv/bin/python bench/accuracy.py --grid imgsz=640,800 nms_iou=0.7,0.5 high_conf=0.5,0.3
     .venv/bin/python bench/accuracy.py --json bench/results/accuracy.json --no-peer
+    .venv/bin/python bench/accuracy.py --no-peer --motion-gating off   # every frame detected
+
+Motion gating (``--motion-gating on``, the default, as in the grabber): each sequence's frames go
+through ``streams.motion`` (the region of interest from its lines) and a gated frame gets the boxes
+of the last frame the detector ran on instead of its own, as the grabber publishes them. The
+detection cache is untouched (every frame is detected once and cached; the gate only picks which
+cached detections are used and which repeated). Each sequence reports ``gated_ratio`` and
+``gate_ms`` (the gate's CPU time per frame: shrinking the frame and comparing).
 
 Grid keys: ``imgsz`` (a number or ``auto``, the stream-size rule), ``nms_iou``, ``confidence``
 (detection settings), and any field of ``core.tracking.TrackerParams`` or
@@ -75,6 +83,8 @@ DET_FLOOR = 0.05  # detections are cached down to this confidence
 BAND_PX, BAND_FRAC = 3.0, 0.02  # the reference rule's band (shared/assets/README.md)
 MATCH_IOU = 0.4  # a track follows a ground-truth person on a frame when their boxes overlap this much
 DETECTION_KEYS = ("imgsz", "nms_iou", "confidence")
+# The detector's inference backend and precision (streams/backends.py), set by --backend/--precision.
+BACKEND, PRECISION = "torch", "fp32"
 
 
 # --------------------------------------------------------------------------- footage
@@ -225,8 +235,26 @@ def auto_imgsz(width: int, height: int) -> int:
     return rule(width, height)
 
 
+_DETECTED: dict[tuple[str, int, float], list[np.ndarray]] = {}
+
+
+def backends_code() -> str:
+    """Hash of ``streams/backends.py`` (how exported models are made and run)."""
+    import streams.backends
+
+    return hashlib.sha256(inspect.getsource(streams.backends).encode()).hexdigest()
+
+
 def detections(seq: Sequence, imgsz: int, nms_iou: float, use_cache: bool = True) -> list[np.ndarray]:
-    """Per frame ``(N, 5)`` boxes of ``streams.detector.Detector`` at ``DET_FLOOR`` confidence."""
+    """Per frame ``(N, 5)`` boxes of ``streams.detector.Detector`` at ``DET_FLOOR`` confidence
+    (once per process: every setting of a run, gated or not, sees the same detections)."""
+    key = (seq.name, imgsz, nms_iou)
+    if key not in _DETECTED:
+        _DETECTED[key] = _detections(seq, imgsz, nms_iou, use_cache)
+    return _DETECTED[key]
+
+
+def _detections(seq: Sequence, imgsz: int, nms_iou: float, use_cache: bool = True) -> list[np.ndarray]:
     import torch
     import ultralytics
 
@@ -243,14 +271,16 @@ def detections(seq: Sequence, imgsz: int, nms_iou: float, use_cache: bool = True
                 ultralytics.__version__,
                 torch.__version__,
                 f"{imgsz}:{nms_iou}:{DET_FLOOR}",
+                *(() if (BACKEND, PRECISION) == ("torch", "fp32") else (BACKEND, PRECISION, backends_code())),
             )
         ).encode()
     )
-    path = CACHE / f"{seq.name}-{imgsz}-{nms_iou}-{key.hexdigest()[:10]}.npz"
+    tag = "" if (BACKEND, PRECISION) == ("torch", "fp32") else f"-{BACKEND}-{PRECISION}"
+    path = CACHE / f"{seq.name}-{imgsz}-{nms_iou}{tag}-{key.hexdigest()[:10]}.npz"
     if use_cache and path.is_file():
         data = np.load(path)
         return np.split(data["boxes"], data["splits"])
-    detector = Detector("", "cpu", nms_iou=nms_iou)
+    detector = Detector("", "cpu", nms_iou=nms_iou, backend=BACKEND, precision=PRECISION)
     out: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -278,6 +308,56 @@ class Run:
     crossings: list[tuple[int, str, str, int]]  # track, line, direction, frame
     tracks: np.ndarray  # rows frame, track id, x1, y1, x2, y2 (confirmed tracks matched on that frame)
     detections: list[np.ndarray] = field(default_factory=list)  # what the tracker was given, per frame
+
+
+_SMALL: dict[tuple[str, int], tuple[list[np.ndarray], float]] = {}
+
+
+def small_frames(seq: Sequence, width: int) -> tuple[list[np.ndarray], float]:
+    """The sequence's frames as the motion gate sees them, and the ms per frame it took to shrink them."""
+    from streams.motion import downscale
+
+    key = (seq.name, width)
+    if key not in _SMALL:
+        out, spent = [], 0.0
+        for image in frames(seq.video):
+            t0 = time.perf_counter()
+            out.append(downscale(image, width))
+            spent += time.perf_counter() - t0
+        _SMALL[key] = (out, 1000.0 * spent / max(len(out), 1))
+    return _SMALL[key]
+
+
+def gate_frames(seq: Sequence, motion: Any) -> tuple[list[bool], float]:
+    """Per frame, whether the detector runs under ``streams.motion`` with ``motion``
+    (``MotionParams``), and the gate's ms per frame (shrinking + deciding)."""
+    from streams.motion import GateState, decide, roi_box, roi_mask
+
+    small, shrink_ms = small_frames(seq, motion.width)
+    roi = roi_box(
+        (seq.width, seq.height), [(line["start"], line["end"]) for line in seq.lines.values()], margin=motion.roi_margin
+    )
+    mask = roi_mask(small[0].shape, (seq.width, seq.height), roi) if small else None
+    state, runs = GateState(), []
+    t0 = time.perf_counter()
+    for seq_no, image in enumerate(small, start=1):
+        t = seq_no / seq.fps
+        run = decide(state, image, mask, t, motion).run
+        if run:
+            state = GateState(image, t)
+        runs.append(run)
+    decide_ms = 1000.0 * (time.perf_counter() - t0) / max(len(small), 1)
+    return runs, shrink_ms + decide_ms
+
+
+def gated_boxes(boxes: list[np.ndarray], runs: list[bool]) -> list[np.ndarray]:
+    """``boxes`` with each gated frame's replaced by those of the last frame the detector ran on."""
+    out, last = [], np.zeros((0, 5))
+    for found, run in zip(boxes, runs, strict=True):
+        if run:
+            last = found
+        out.append(last)
+    return out
 
 
 def run_core(seq: Sequence, boxes: list[np.ndarray], confidence: float, params: CameraParams) -> Run:
@@ -467,18 +547,31 @@ def grid(specs: list[str]) -> list[dict[str, Any]]:
 
 
 def evaluate(
-    seqs: list[Sequence], truths: dict[str, list], setting: dict[str, Any], use_cache: bool, causes: bool
+    seqs: list[Sequence],
+    truths: dict[str, list],
+    setting: dict[str, Any],
+    use_cache: bool,
+    causes: bool,
+    motion: Any = None,
 ) -> dict[str, Any]:
-    det, params = split_setting(setting)
+    """One grid point over every sequence; ``motion`` (``streams.motion.MotionParams``) gates the
+    frames as the grabber does, None detects every frame."""
+    det, params = split_setting({k: v for k, v in setting.items() if k != "motion_gating"})  # a label only
     result: dict[str, Any] = {"setting": setting, "sequences": {}}
     err = exp = 0
     for seq in seqs:
         imgsz = auto_imgsz(seq.width, seq.height) if det["imgsz"] == "auto" else int(det["imgsz"])
-        run = run_core(seq, detections(seq, imgsz, float(det["nms_iou"]), use_cache), float(det["confidence"]), params)
+        boxes = detections(seq, imgsz, float(det["nms_iou"]), use_cache)
+        gating: dict[str, Any] = {}
+        if motion is not None:
+            runs, gate_ms = gate_frames(seq, motion)
+            boxes = gated_boxes(boxes, runs)
+            gating = {"gated_ratio": round(1 - sum(runs) / max(len(runs), 1), 3), "gate_ms": round(gate_ms, 3)}
+        run = run_core(seq, boxes, float(det["confidence"]), params)
         counts = tally(run.crossings, seq.expected)
         e, n = errors(counts, seq.expected), total(seq.expected)
         err, exp = err + e, exp + n
-        entry: dict[str, Any] = {"imgsz": imgsz, "accuracy": round(1 - e / n, 3), "counts": counts}
+        entry: dict[str, Any] = {"imgsz": imgsz, "accuracy": round(1 - e / n, 3), "counts": counts, **gating}
         if causes:
             why = explain(seq, run, truths[seq.name])
             entry["errors"] = why
@@ -506,7 +599,32 @@ def main() -> int:
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-cache", action="store_true", help="detect again instead of reading the cache")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        help="detector backend: torch (default), onnx, openvino, auto (streams/backends.py)",
+    )
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="detector precision")
+    parser.add_argument(
+        "--motion-gating",
+        choices=("on", "off", "both"),
+        default="on",
+        help="gate frames with streams.motion as the grabber does (default on, the grabber's default); "
+        "both: also the defaults without gating, on the same detections",
+    )
+    parser.add_argument("--motion-threshold", type=float, help="the gate's min_fraction (default MotionParams')")
     args = parser.parse_args()
+    global BACKEND, PRECISION
+    BACKEND, PRECISION = args.backend, args.precision
+    motion = None
+    if args.motion_gating in ("on", "both"):
+        from dataclasses import replace
+
+        from streams.motion import DEFAULT_MOTION
+
+        motion = DEFAULT_MOTION
+        if args.motion_threshold is not None:
+            motion = replace(motion, min_fraction=args.motion_threshold)
     seqs = sequences(args.assets, args.sequences)
     if not seqs:
         print(json.dumps({"error": f"no sequence with ground truth under {args.assets}"}))
@@ -517,7 +635,7 @@ def main() -> int:
         truths[seq.name] = rule_crossings(seq.gt, seq.lines)
         check[seq.name] = errors(tally(truths[seq.name], seq.expected), seq.expected)
     use_cache = not args.no_cache
-    defaults = evaluate(seqs, truths, {}, use_cache, causes=True)
+    defaults = evaluate(seqs, truths, {}, use_cache, causes=True, motion=motion)
     out: dict[str, Any] = {
         "benchmark": "accuracy",
         "sequences": {
@@ -526,9 +644,16 @@ def main() -> int:
         # the reference rule applied to gt.txt here vs expected_crossings.json (0 = reproduced)
         "ground_truth_rule_differences": check,
         "pooled": defaults["pooled"],
+        "detector": {"backend": BACKEND, "precision": PRECISION},
+        "motion_gating": None
+        if motion is None
+        else {"min_fraction": motion.min_fraction, "max_skip_s": motion.max_skip_s},
         "defaults": defaults,
     }
     rows = [defaults]
+    if args.motion_gating == "both":
+        out["without_gating"] = evaluate(seqs, truths, {"motion_gating": "off"}, use_cache, causes=True)
+        rows.append(out["without_gating"])
     if not args.no_peer:
         err = exp = 0
         peer: dict[str, Any] = {"setting": {"peer": "ultralytics model.track (ByteTrack defaults)"}, "sequences": {}}
@@ -542,11 +667,19 @@ def main() -> int:
         out["peer"] = peer
         rows.append(peer)
     if args.grid:
-        out["grid"] = [evaluate(seqs, truths, point, use_cache, causes=False) for point in grid(args.grid)]
+        out["grid"] = [
+            evaluate(seqs, truths, point, use_cache, causes=False, motion=motion) for point in grid(args.grid)
+        ]
         rows += out["grid"]
     print(table(rows, names), file=sys.stderr)
     for name in names:
         print(f"{name} defaults: {defaults['sequences'][name]['causes']}", file=sys.stderr)
+        if motion is not None:
+            entry = defaults["sequences"][name]
+            print(
+                f"{name} gated {entry['gated_ratio']:.3f} of frames, gate {entry['gate_ms']:.2f} ms/frame",
+                file=sys.stderr,
+            )
     text = json.dumps(out, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

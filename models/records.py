@@ -113,6 +113,10 @@ class FrameDetections(WireRecord):
     model_version: str
     inference_ms: float
     published_at: float
+    # True: the grabber's motion gate skipped the detector on this frame (nothing moved in the
+    # camera's region of interest since the last detection, streams/motion.py) and ``boxes`` repeat
+    # that detection's; ``inference_ms`` is then 0.
+    gated: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
@@ -162,6 +166,13 @@ class StreamStats(WireRecord):
     spooled_messages: int = 0
     spool_oldest_age_s: float | None = None
     spool_dropped: int = 0
+    # What ran the detector for this camera (streams/backends.py): "torch" | "onnx" | "openvino",
+    # "fp32" | "int8" (after any fallback); None from a grabber that predates them.
+    inference_backend: str | None = None
+    inference_precision: str | None = None
+    # Share of the window's published frames on which the motion gate skipped the detector
+    # (streams/motion.py); None when the camera's gating is off.
+    gated_ratio: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
@@ -172,6 +183,7 @@ class StreamStats(WireRecord):
             "spooled_messages",
             "spool_oldest_age_s",
             "spool_dropped",
+            "gated_ratio",
             "window_s",
             "input_fps",
             "processed_fps",
@@ -265,6 +277,11 @@ class StreamSettings(WireRecord):
         _check_nonneg(self, "retry_count")
 
 
+# Kept in step with streams.backends.BACKENDS / PRECISIONS (models/ imports no detector code).
+DETECTOR_BACKENDS = ("auto", "torch", "onnx", "openvino")
+DETECTOR_PRECISIONS = ("fp32", "int8")
+
+
 class DetectionSettings(WireRecord):
     """Detector settings for one camera; empty ``model`` means the grabber's default.
 
@@ -284,6 +301,17 @@ class DetectionSettings(WireRecord):
     nms_iou: float | None = None
     # Polygon outside which detections are ignored; None = the whole frame.
     region: list[list[float]] | None = None
+    # Inference backend (streams/backends.py): "auto" | "torch" | "onnx" | "openvino"; None = the
+    # grabber's --backend. Precision: "fp32" | "int8" (INT8: OpenVINO only); None = --precision.
+    backend: str | None = None
+    precision: str | None = None
+    # Motion gate (streams/motion.py): skip the detector on frames where nothing moved near the
+    # camera's lines and zones. None = the grabber's default (--motion-gating, on). A scene that
+    # is never still (trees in the wind) only keeps the gate open: nothing is lost, nothing saved.
+    motion_gating: bool | None = None
+    # Changed share of the region of interest that runs the detector; None = the gate's default
+    # (streams.motion.MotionParams.min_fraction, 0.002).
+    motion_threshold: float | None = None
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:
@@ -293,6 +321,12 @@ class DetectionSettings(WireRecord):
             self.fail("confidence", f"must be within (0, 1], got {self.confidence}")
         if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
             self.fail("nms_iou", f"must be within (0, 1], got {self.nms_iou}")
+        if self.backend is not None and self.backend not in DETECTOR_BACKENDS:
+            self.fail("backend", f"must be one of {', '.join(DETECTOR_BACKENDS)}, got {self.backend!r}")
+        if self.precision is not None and self.precision not in DETECTOR_PRECISIONS:
+            self.fail("precision", f"must be one of {', '.join(DETECTOR_PRECISIONS)}, got {self.precision!r}")
+        if self.motion_threshold is not None and not 0.0 < self.motion_threshold < 1.0:
+            self.fail("motion_threshold", f"must be within (0, 1), got {self.motion_threshold}")
         if self.region is not None:
             if len(self.region) < 3:
                 self.fail("region", "a detection region needs at least 3 points")
@@ -461,40 +495,6 @@ class CrossingEvent(WireRecord):
         _check_nonneg(self, "track_id", "frame_seq", "occurred_at")
 
 
-class ZoneEvent(WireRecord):
-    """A person entering or leaving a zone; exits carry the dwell time. Topic ``zone-events``."""
-
-    event_id: str
-    camera_id: str
-    zone_id: str
-    track_id: int
-    kind: str  # enter | exit
-    frame_seq: int
-    occurred_at: float
-    processed_at: float
-    dwell_s: float | None = None
-    schema_version: int = SCHEMA_VERSION
-
-    def check(self) -> None:
-        _check_id(self, "camera_id")
-        _check_id(self, "zone_id")
-        _check_choice(self, "kind", ("enter", "exit"))
-        _check_nonneg(self, "track_id", "frame_seq", "occurred_at", "dwell_s")
-
-
-class WindowCount(WireRecord):
-    """Crossings of one line in one direction in a tumbling window ``[window_start, window_end)``.
-    Re-emitted as late events arrive; ``final`` once the grace period has passed.
-    Topic ``window-counts``, key ``camera_id``."""
-
-    camera_id: str
-    line_id: str
-    direction: str
-    window_start: float
-    window_end: float
-    count: int
-    updated_at: float
-    final: bool = False
 class TrackSummary(WireRecord):
     """One person's path through a camera's view. Topic ``tracks``, key ``camera_id``.
 
@@ -539,6 +539,40 @@ class TrackSummary(WireRecord):
                 self.fail(f"path[{i}]", f"a path vertex is [t, x, y, h], got {len(p)} numbers")
 
 
+class ZoneEvent(WireRecord):
+    """A person entering or leaving a zone; exits carry the dwell time. Topic ``zone-events``."""
+
+    event_id: str
+    camera_id: str
+    zone_id: str
+    track_id: int
+    kind: str  # enter | exit
+    frame_seq: int
+    occurred_at: float
+    processed_at: float
+    dwell_s: float | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def check(self) -> None:
+        _check_id(self, "camera_id")
+        _check_id(self, "zone_id")
+        _check_choice(self, "kind", ("enter", "exit"))
+        _check_nonneg(self, "track_id", "frame_seq", "occurred_at", "dwell_s")
+
+
+class WindowCount(WireRecord):
+    """Crossings of one line in one direction in a tumbling window ``[window_start, window_end)``.
+    Re-emitted as late events arrive; ``final`` once the grace period has passed.
+    Topic ``window-counts``, key ``camera_id``."""
+
+    camera_id: str
+    line_id: str
+    direction: str
+    window_start: float
+    window_end: float
+    count: int
+    updated_at: float
+    final: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def check(self) -> None:

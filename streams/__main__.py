@@ -14,8 +14,10 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 from core.settings import get_settings
+from streams.backends import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS
 from streams.detector import NMS_IOU
 from streams.spool_options import add_spool_arguments
 
@@ -51,6 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--device", default="auto", help="cpu, cuda:0, or auto (default)")
     det.add_argument("--torch-threads", type=int, help="torch CPU threads (default: torch's choice)")
     det.add_argument("--max-batch", type=int, default=16, help="most frames per inference call")
+    det.add_argument(
+        "--backend",
+        default=DEFAULT_BACKEND,
+        choices=BACKENDS,
+        help="inference backend for cameras that do not set detection.backend (default auto: OpenVINO, "
+        "else ONNX Runtime, else PyTorch on a CPU; PyTorch on a GPU); exported once, cached (streams/backends.py)",
+    )
+    det.add_argument(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        choices=PRECISIONS,
+        help=f"fp32 or int8 (OpenVINO, calibrated on a clip) for cameras that do not set detection.precision "
+        f"(default {DEFAULT_PRECISION})",
+    )
+    det.add_argument(
+        "--int8-calibration",
+        type=Path,
+        help="clip whose frames calibrate INT8 (default $FOOTFALL_CALIBRATION_CLIP, else the development clip)",
+    )
+    det.add_argument(
+        "--motion-gating",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="skip the detector on frames where nothing moved near a camera's lines and zones, repeating "
+        "its last boxes (cameras that do not set detection.motion_gating; default on; streams/motion.py)",
+    )
     cap = run.add_argument_group("capture")
     cap.add_argument(
         "--fast-files", action="store_true", help="read files as fast as possible instead of at native fps"
@@ -159,7 +187,15 @@ def run(args: argparse.Namespace) -> int:
     server = metrics.serve(args.metrics_host, args.metrics_port) if args.metrics_port else None
 
     try:
-        detector = Detector(args.model, device=args.device, threads=args.torch_threads, nms_iou=args.nms_iou)
+        detector = Detector(
+            args.model,
+            device=args.device,
+            threads=args.torch_threads,
+            nms_iou=args.nms_iou,
+            backend=args.backend,
+            precision=args.precision,
+            calibration=args.int8_calibration,
+        )
     except ModelError as exc:
         log.error("%s", exc)
         return 2
@@ -207,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         backoff_cap_s=args.backoff_cap,
         max_batch=args.max_batch,
         cameras=[c.strip() for c in args.cameras.split(",") if c.strip()] if args.cameras else None,
+        motion_gating=args.motion_gating,
     )
     from streams.snapshots import from_settings as snapshots_from_settings
 

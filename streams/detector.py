@@ -13,6 +13,10 @@ Which classes are people (:func:`person_class_ids`): a model with a ``person`` c
 keeps that class only; the offline model's classes (``Normal``, ``Fall``) are all people; any
 other model is refused rather than counting cars as people.
 
+How it runs (:mod:`streams.backends`): PyTorch, or the same weights exported once to ONNX Runtime
+or OpenVINO (FP32 or INT8), chosen per camera (``detection.backend`` / ``precision``) or by the
+grabber's ``--backend`` / ``--precision``; ``auto`` is the fastest installed runtime.
+
 torch and ultralytics are imported lazily, inside the grabber process only.
 """
 
@@ -28,6 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from streams.backends import (
+    DEFAULT_BACKEND,
+    DEFAULT_PRECISION,
+    Engine,
+    Engines,
+    ExportCache,
+    check_precision,
+    pick_backend,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +189,15 @@ class Detector:
     ``detect`` is called from a single inference thread; Ultralytics models are not thread-safe."""
 
     def __init__(
-        self, default_model: str = "", device: str = "cpu", threads: int | None = None, nms_iou: float = NMS_IOU
+        self,
+        default_model: str = "",
+        device: str = "cpu",
+        threads: int | None = None,
+        nms_iou: float = NMS_IOU,
+        backend: str = DEFAULT_BACKEND,
+        precision: str = DEFAULT_PRECISION,
+        export_cache: ExportCache | None = None,
+        calibration: Path | None = None,
     ) -> None:
         import torch
 
@@ -186,6 +208,10 @@ class Detector:
             torch.set_num_threads(threads)
         self.default_model = default_model
         self.device = pick_device(device)
+        pick_backend(backend, self.device)  # validates
+        self.backend = backend
+        self.precision = check_precision(precision)
+        self.engines = Engines(export_cache, threads, calibration)
         self._models: dict[str, LoadedModel] = {}
 
     def model(self, spec: str = "") -> LoadedModel:
@@ -212,9 +238,25 @@ class Detector:
             log.info("detector model %s (%s, %s) on %s", resolved.name, resolved.origin, version, self.device)
         return self._models[key]
 
-    def warm_up(self, spec: str, imgsz: int, size: tuple[int, int] = (640, 360)) -> None:
-        """One throw-away inference: the first call is several times slower than the rest."""
-        self.detect(spec, [np.zeros((size[1], size[0], 3), dtype=np.uint8)], imgsz, 0.5)
+    def engine(self, spec: str = "", backend: str | None = None, precision: str | None = None) -> Engine:
+        """What runs ``spec`` with ``backend``/``precision`` (None: this detector's): exported and
+        loaded on first use; after a failed export or load, PyTorch (``Engine.backend`` says which)."""
+        loaded = self.model(spec)
+        chosen = pick_backend(backend or self.backend, self.device)
+        return self.engines.get(loaded.resolved.path, chosen, precision or self.precision, loaded.model)
+
+    def warm_up(
+        self,
+        spec: str,
+        imgsz: int,
+        size: tuple[int, int] = (640, 360),
+        backend: str | None = None,
+        precision: str | None = None,
+    ) -> Engine:
+        """One throw-away inference (the first call is several times slower than the rest; it also
+        exports the model for its backend if that is not cached yet). Returns the engine."""
+        self.detect(spec, [np.zeros((size[1], size[0], 3), dtype=np.uint8)], imgsz, 0.5, None, backend, precision)
+        return self.engine(spec, backend, precision)
 
     def detect(
         self,
@@ -223,21 +265,24 @@ class Detector:
         imgsz: int,
         confidence: float,
         nms_iou: float | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
     ) -> tuple[list[np.ndarray], float]:
         """Person boxes ``(N, 5)`` ``[x1, y1, x2, y2, conf]`` per image, and the call's wall time in ms.
-        ``nms_iou`` None is this detector's own (``self.nms_iou``)."""
+        ``nms_iou``, ``backend``, ``precision`` None are this detector's own."""
         iou = self.nms_iou if nms_iou is None else nms_iou
         if not 0.0 < iou <= 1.0:
             raise ValueError(f"nms_iou must be in (0, 1], got {iou}")
         loaded = self.model(spec)
+        engine = self.engine(spec, backend, precision)
         t0 = time.perf_counter()
-        results = loaded.model.predict(
+        results = engine.model.predict(
             list(images),
             imgsz=imgsz,
             conf=confidence,
             iou=iou,
             classes=loaded.classes,
-            device=self.device,
+            device=self.device if engine.backend == "torch" else "cpu",
             verbose=False,
         )
         elapsed_ms = (time.perf_counter() - t0) * 1000.0

@@ -2,16 +2,30 @@
 
 One process runs many cameras. Each camera has a reader thread (:mod:`streams.capture`) keeping
 its newest sampled frame; the main loop takes the newest frame of every camera that has one,
-groups them by (model, imgsz, NMS IoU), runs one batched inference per group on the shared model,
-filters by each camera's confidence and detection region, and publishes one ``FrameDetections``
-per frame. Every ``stats_interval_s`` it publishes a ``StreamStats`` per camera and updates the
-Prometheus metrics. Cameras start when this process gets their lease and stop the moment it loses it.
+groups them by (model, imgsz, NMS IoU, inference backend and precision), runs one batched
+inference per group on the shared model, filters by each camera's confidence and detection region,
+and publishes one ``FrameDetections`` per frame. Every ``stats_interval_s`` it publishes a
+``StreamStats`` per camera and updates the Prometheus metrics. Cameras start when this process
+gets their lease and stop the moment it loses it.
 
 Per camera (``CameraConfig.detection``): ``model``, ``imgsz`` (None: from each frame's size,
 :func:`streams.detector.auto_imgsz`; ``--imgsz`` overrides it for every camera), ``confidence``,
-``nms_iou`` (None: the detector's, ``--nms-iou``) and ``region``. A changed config applies on the
-next frame: a new ``stream`` restarts the camera's reader; any other change (detection settings,
-thresholds, lines) is applied in place, without reconnecting.
+``nms_iou`` (None: the detector's, ``--nms-iou``), ``region`` and ``motion_gating`` /
+``motion_threshold``. A changed config applies on the next frame: a new ``stream`` restarts the
+camera's reader; any other change (detection settings, thresholds, lines) is applied in place,
+without reconnecting.
+
+Motion gate (:mod:`streams.motion`, on unless ``--no-motion-gating`` or the camera's
+``detection.motion_gating`` is false): a frame on which nothing moved in the camera's region of
+interest since its last detection skips the detector. It is still published, as a
+``FrameDetections`` that repeats the boxes of that last detection, with ``gated=True`` and
+``inference_ms`` 0. Publishing it rather than nothing keeps the counting agent exactly where it
+would be: the tracker ages a track on every frame without its detection and removes it after
+``max_lost_s`` (1 s), so a person standing still in a zone or by a line through seconds of gated
+frames would otherwise lose their track, leave the zone and come back as a new track (a wrong
+exit/entry, dwell restarted, a second count if they then cross). With their box repeated they are
+matched on every frame as before; and occupancy, windows and health see the camera's full frame
+rate. The cost is one small message per frame, as without the gate.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -30,6 +44,7 @@ from streams.capture import CameraReader, CaptureCounters, Frame
 from streams.config import select
 from streams.detector import Detector, ModelError, auto_imgsz
 from streams.health import DEFAULT_THRESHOLDS, GrabberMetrics, StatusInputs, WindowSamples, percentile, stream_status
+from streams.motion import DEFAULT_MOTION, MotionGate, MotionParams, roi_for_camera
 from streams.preview import Preview
 from streams.publisher import KafkaPublisher
 from streams.region import filter_boxes
@@ -54,6 +69,8 @@ class GrabberOptions:
     backoff_cap_s: float = 60.0
     max_batch: int = 16
     cameras: list[str] | None = None  # only these camera ids
+    motion_gating: bool = True  # cameras whose detection.motion_gating is None (--motion-gating)
+    motion: MotionParams = DEFAULT_MOTION  # the gate's defaults (a camera may set min_fraction)
 
 
 def box_rows(boxes: np.ndarray) -> list[list[float]]:
@@ -96,6 +113,10 @@ class CameraRuntime:
     status: str = "offline"
     model_name: str | None = None
     model_version: str | None = None
+    inference_backend: str | None = None  # what ran its last detection (streams/backends.py)
+    inference_precision: str | None = None
+    gate: MotionGate | None = None  # made on the first frame with gating on; None again on a config change
+    last_rows: list[list[float]] = field(default_factory=list)  # boxes of the last detection, as published
 
     @property
     def camera_id(self) -> str:
@@ -152,6 +173,11 @@ class Grabber:
         value = (cfg.detection or DEFAULT_DETECTION).nms_iou
         return self.detector.nms_iou if value is None else value
 
+    def backend(self, cfg: CameraConfig) -> tuple[str | None, str | None]:
+        """The camera's ``detection.backend`` / ``precision``; None: the detector's (``--backend``, ``--precision``)."""
+        det = cfg.detection or DEFAULT_DETECTION
+        return det.backend, det.precision
+
     def set_configs(self, configs: Iterable[CameraConfig]) -> None:
         """Apply a new set of camera configs: start, restart, reconfigure or stop cameras to match."""
         selected = select(configs, self.options.cameras)
@@ -165,9 +191,10 @@ class Grabber:
 
     def warm_up(self) -> None:
         """Load every model the selected cameras need and run one inference per (model, imgsz)."""
-        for spec, imgsz in sorted({(self.model_spec(c), self.imgsz(c)) for c in self.selected.values()}):
+        wanted = {(self.model_spec(c), self.imgsz(c), *self.backend(c)) for c in self.selected.values()}
+        for spec, imgsz, backend, precision in sorted(wanted, key=str):
             t0 = time.perf_counter()
-            self.detector.warm_up(spec, imgsz)
+            self.detector.warm_up(spec, imgsz, backend=backend, precision=precision)
             log.info("warmed up %s at imgsz %d in %.1f s", spec or "default model", imgsz, time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ camera lifecycle
@@ -213,6 +240,7 @@ class Grabber:
             log.error("%s: configuration change refused, keeping the previous one: %s", cid, exc)
             return
         rt.model_name, rt.model_version = loaded.resolved.name, loaded.version
+        rt.gate = None  # lines, zones, region or gating may have changed: the next frame is detected
         if _json(cfg.stream) == _json(rt.config.stream):
             rt.config = cfg
             log.info("%s: configuration changed; applied without reconnecting", cid)
@@ -270,23 +298,34 @@ class Grabber:
         if not batch:
             self.wake.wait(idle_wait_s)
             return 0
-        groups: dict[tuple[str, int, float], list[tuple[CameraRuntime, Frame]]] = defaultdict(list)
+        done = 0
+        Key = tuple[str, int, float, str | None, str | None]  # model, imgsz, NMS IoU, backend, precision
+        groups: dict[Key, list[tuple[CameraRuntime, Frame]]] = defaultdict(list)
         for rt, frame in batch:
+            if not self._needs_detection(rt, frame):
+                self._publish_detections(rt, frame, None, 0.0)
+                done += 1
+                continue
             cfg = rt.config
             h, w = frame.image.shape[:2]
-            groups[(self.model_spec(cfg), self.imgsz(cfg, (w, h)), self.nms_iou(cfg))].append((rt, frame))
-        done = 0
-        for (spec, imgsz, nms_iou), items in groups.items():
+            key = (self.model_spec(cfg), self.imgsz(cfg, (w, h)), self.nms_iou(cfg), *self.backend(cfg))
+            groups[key].append((rt, frame))
+        for (spec, imgsz, nms_iou, backend, precision), items in groups.items():
             for i in range(0, len(items), self.options.max_batch):
                 chunk = items[i : i + self.options.max_batch]
                 conf = min(rt.detection.confidence for rt, _ in chunk)
                 try:
-                    results, ms = self.detector.detect(spec, [f.image for _, f in chunk], imgsz, conf, nms_iou)
+                    images = [f.image for _, f in chunk]
+                    results, ms = self.detector.detect(spec, images, imgsz, conf, nms_iou, backend, precision)
+                    engine = self.detector.engine(spec, backend, precision)
                 except Exception as exc:  # a bad frame or a device error must not stop the other cameras
                     self._inference_failed(chunk, exc)
                     continue
                 for (rt, frame), boxes in zip(chunk, results, strict=True):
                     rt.inference_error = None
+                    rt.inference_backend, rt.inference_precision = engine.backend, engine.precision
+                    if rt.gate is not None:
+                        rt.gate.detected()  # this frame is the gate's new reference
                     self._publish_detections(rt, frame, boxes, ms)
                     done += 1
                 self.publisher.poll(0)
@@ -301,6 +340,28 @@ class Grabber:
         for rt, _ in chunk:
             rt.inference_error = error
 
+    def motion_gating(self, cfg: CameraConfig) -> bool:
+        value = (cfg.detection or DEFAULT_DETECTION).motion_gating
+        return self.options.motion_gating if value is None else value
+
+    def _needs_detection(self, rt: CameraRuntime, frame: Frame) -> bool:
+        """The motion gate's answer for ``frame`` (True without gating). The gate is reset, so the
+        frame is detected, when the camera (re)connects or its file starts over (a new
+        ``connected_since``) and, being remade, after a config change."""
+        cfg = rt.config
+        if not self.motion_gating(cfg):
+            rt.gate = None
+            return True
+        h, w = frame.image.shape[:2]
+        if rt.gate is None or rt.gate.frame_size != (w, h):
+            threshold = (cfg.detection or DEFAULT_DETECTION).motion_threshold
+            params = self.options.motion
+            if threshold is not None:
+                params = replace(params, min_fraction=threshold)
+            rt.gate = MotionGate(params, roi_for_camera(cfg, (w, h), params.roi_margin), frame_size=(w, h))
+        epoch = (id(rt.reader), rt.reader.connected_since)
+        return rt.gate.check(frame.image, frame.captured_at, epoch, detected=False)
+
     def _collect(self) -> list[tuple[CameraRuntime, Frame]]:
         with self._lock:
             cams = list(self.cameras.values())
@@ -313,10 +374,17 @@ class Grabber:
                 out.append((rt, frame))
         return out
 
-    def _publish_detections(self, rt: CameraRuntime, frame: Frame, boxes: np.ndarray, inference_ms: float) -> None:
-        det = rt.detection
-        boxes = boxes[boxes[:, 4] >= det.confidence] if len(boxes) else boxes
-        boxes = filter_boxes(boxes, det.region)
+    def _publish_detections(
+        self, rt: CameraRuntime, frame: Frame, boxes: np.ndarray | None, inference_ms: float
+    ) -> None:
+        """Publish ``frame``'s detections; ``boxes`` None: a gated frame, repeating the last ones."""
+        gated = boxes is None
+        if boxes is None:
+            rows = rt.last_rows
+        else:
+            det = rt.detection
+            boxes = boxes[boxes[:, 4] >= det.confidence] if len(boxes) else boxes
+            rows = rt.last_rows = box_rows(filter_boxes(boxes, det.region))
         h, w = frame.image.shape[:2]
         now = time.time()
         record = FrameDetections(
@@ -325,19 +393,24 @@ class Grabber:
             captured_at=frame.captured_at,
             frame_width=int(w),
             frame_height=int(h),
-            boxes=box_rows(boxes),
+            boxes=rows,
             model_name=rt.model_name or "unknown",
             model_version=rt.model_version or "unknown",
             inference_ms=round(inference_ms, 2),
             published_at=now,
+            gated=gated,
         )
         # The lease check is the last thing before the message leaves: a lost lease stops it here.
         if rt.revoked or not self.leases.valid(rt.camera_id):
             return
         latency_ms = (now - frame.captured_at) * 1000.0
-        rt.window.add(inference_ms, latency_ms)
         self.metrics.frames_processed.labels(rt.camera_id).inc()
-        self.metrics.inference_seconds.labels(rt.camera_id).observe(inference_ms / 1000.0)
+        if gated:
+            rt.window.add_gated(latency_ms)
+            self.metrics.frames_gated.labels(rt.camera_id).inc()
+        else:
+            rt.window.add(inference_ms, latency_ms)
+            self.metrics.inference_seconds.labels(rt.camera_id).observe(inference_ms / 1000.0)
         self.metrics.latency_seconds.labels(rt.camera_id).observe(latency_ms / 1000.0)
         if self.publisher.publish(record):
             self.published += 1
@@ -430,6 +503,11 @@ class Grabber:
             spooled_messages=spool.waiting,
             spool_oldest_age_s=spool_age,
             spool_dropped=spool.dropped,
+            inference_backend=rt.inference_backend,
+            inference_precision=rt.inference_precision,
+            gated_ratio=round(samples.gated / samples.processed, 3)
+            if samples.processed and self.motion_gating(rt.config)
+            else None,
         )
         m, cid = self.metrics, rt.camera_id
         m.set_spool(cid, spool.waiting, spool_age, max(0, spool.dropped - rt.spool_dropped_seen))
@@ -441,7 +519,10 @@ class Grabber:
         m.publish_dropped.labels(cid).inc(max(0, lost_now - rt.lost_seen))
         m.input_fps.labels(cid).set(stats.input_fps)
         m.processed_fps.labels(cid).set(stats.processed_fps)
+        m.gated_ratio.labels(cid).set(stats.gated_ratio or 0.0)
         m.set_status(cid, status)
+        if rt.inference_backend is not None:
+            m.set_backend(cid, rt.inference_backend, rt.inference_precision or "fp32")
         if status != rt.status:
             log.info("%s: status %s -> %s%s", cid, rt.status, status, f" ({last_error})" if last_error else "")
         rt.status = status

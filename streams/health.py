@@ -95,17 +95,26 @@ class WindowSamples:
         self.limit = limit
         self.inference_ms: list[float] = []
         self.latency_ms: list[float] = []
-        self.processed = 0
+        self.processed = 0  # frames published, detected or gated
+        self.gated = 0  # of which the motion gate skipped the detector (streams/motion.py)
 
     def add(self, inference_ms: float, latency_ms: float) -> None:
         self.processed += 1
-        if len(self.inference_ms) < self.limit:
-            self.inference_ms.append(inference_ms)
-            self.latency_ms.append(latency_ms)
-        else:
-            i = self.processed % self.limit
-            self.inference_ms[i] = inference_ms
-            self.latency_ms[i] = latency_ms
+        _ring(self.inference_ms, inference_ms, self.processed - self.gated, self.limit)
+        _ring(self.latency_ms, latency_ms, self.processed, self.limit)
+
+    def add_gated(self, latency_ms: float) -> None:
+        """A frame published without inference: counts as processed, adds no inference sample."""
+        self.processed += 1
+        self.gated += 1
+        _ring(self.latency_ms, latency_ms, self.processed, self.limit)
+
+
+def _ring(values: list[float], value: float, n: int, limit: int) -> None:
+    if len(values) < limit:
+        values.append(value)
+    else:
+        values[n % limit] = value
 
 
 class GrabberMetrics:
@@ -122,7 +131,7 @@ class GrabberMetrics:
         r, cam = self.registry, ["camera_id"]
         self.frames_input = Counter("footfall_grabber_frames_input", "Frames decoded from the source", cam, registry=r)
         self.frames_processed = Counter(
-            "footfall_grabber_frames_processed", "Frames run through the detector", cam, registry=r
+            "footfall_grabber_frames_processed", "Frames published (detected or gated)", cam, registry=r
         )
         self.frames_dropped = Counter(
             "footfall_grabber_frames_dropped", "Sampled frames dropped: inference busy", cam, registry=r
@@ -134,7 +143,14 @@ class GrabberMetrics:
         )
         self.input_fps = Gauge("footfall_grabber_input_fps", "Decoded frames per second (last window)", cam, registry=r)
         self.processed_fps = Gauge(
-            "footfall_grabber_processed_fps", "Detected frames per second (last window)", cam, registry=r
+            "footfall_grabber_processed_fps", "Published frames per second (last window)", cam, registry=r
+        )
+        # motion gate (streams/motion.py): frames published without running the detector
+        self.frames_gated = Counter(
+            "footfall_grabber_frames_gated", "Frames the motion gate let skip the detector", cam, registry=r
+        )
+        self.gated_ratio = Gauge(
+            "footfall_grabber_gated_ratio", "Share of published frames gated (last window)", cam, registry=r
         )
         self.status = Gauge(
             "footfall_grabber_status", "1 for the camera's current status", [*cam, "status"], registry=r
@@ -164,6 +180,25 @@ class GrabberMetrics:
             buckets=buckets,
             registry=r,
         )
+        # What runs each camera's detector (streams/backends.py), after any fallback: 1 for the
+        # current (backend, precision), the camera's other series removed.
+        self.inference_backend = Gauge(
+            "footfall_grabber_inference_backend",
+            "1 for the inference backend and precision running the camera's detector",
+            [*cam, "backend", "precision"],
+            registry=r,
+        )
+        self._backend_labels: dict[str, tuple[str, str]] = {}
+
+    def set_backend(self, camera_id: str, backend: str, precision: str) -> None:
+        old = self._backend_labels.get(camera_id)
+        if old == (backend, precision):
+            return
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                self.inference_backend.remove(camera_id, *old)
+        self.inference_backend.labels(camera_id, backend, precision).set(1)
+        self._backend_labels[camera_id] = (backend, precision)
 
     def set_status(self, camera_id: str, status: str) -> None:
         for s in self.STATUSES:
@@ -190,6 +225,8 @@ class GrabberMetrics:
             self.publish_dropped,
             self.input_fps,
             self.processed_fps,
+            self.frames_gated,
+            self.gated_ratio,
             self.lease_held,
             self.spool_messages,
             self.spool_oldest_age,
@@ -202,6 +239,10 @@ class GrabberMetrics:
         for s in self.STATUSES:
             with contextlib.suppress(KeyError):
                 self.status.remove(camera_id, s)
+        old = self._backend_labels.pop(camera_id, None)
+        if old is not None:
+            with contextlib.suppress(KeyError):
+                self.inference_backend.remove(camera_id, *old)
 
     def serve(self, host: str, port: int):
         """Start the HTTP endpoint; returns the server (``shutdown()`` to stop)."""

@@ -2,7 +2,7 @@
 # Installs everything footfall needs on a fresh Debian 12 machine, idempotently; prints nothing
 # when there is nothing to do. `make setup` runs it; `.ci/run` runs it through `make test`.
 #   1. Debian packages (as root; otherwise prints the apt-get command and stops)
-#   2. .venv with `pip install -e '.[dev,grabber]'` (again only when pyproject.toml changed)
+#   2. .venv with `pip install -e '.[dev,grabber,fast]'` (again only when pyproject.toml changed)
 #   3. Kafka's jars (Maven, ~/.m2) and the PGlite npm packages: `python -m infra.local fetch`
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,9 +61,9 @@ fi
 stamp=.venv/.footfall-deps
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  echo "bootstrap: pip install -e '.[dev,grabber]' (first run downloads torch: several GB)"
+  echo "bootstrap: pip install -e '.[dev,grabber,fast]' (first run downloads torch: several GB)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev,grabber]'
+  .venv/bin/python -m pip install -q -e '.[dev,grabber,fast]'
   echo "$want" >"$stamp"
 fi
 

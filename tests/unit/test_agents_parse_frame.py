@@ -65,6 +65,9 @@ CASES = [
     mutate(("schema_version",), 99),
     mutate(("schema_version",), "1"),
     mutate(("extra",), 1),
+    mutate(("gated",), True),  # the motion gate's optional field (streams/motion.py)
+    mutate(("gated",), 1),
+    mutate(("gated",), "yes"),
     mutate(("boxes",), "none"),
     mutate(("boxes",), [[1, 2, 3, 4]]),
     mutate(("boxes",), [[1, 2, 3, 4, 0.5, 6]]),

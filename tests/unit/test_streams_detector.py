@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.backends import Engines
 from streams.detector import (
     NMS_IOU,
     OFFLINE_NAME,
@@ -99,6 +100,7 @@ def test_nms_iou_per_call_with_the_detector_default() -> None:
     yolo = FakeYolo()
     detector = Detector.__new__(Detector)  # no torch: the model is already "loaded"
     detector.nms_iou, detector.device, detector.default_model = NMS_IOU, "cpu", ""
+    detector.backend, detector.precision, detector.engines = "torch", "fp32", Engines()
     detector._models = {"": LoadedModel(ResolvedModel("x.pt", "x", "path"), yolo, None, "v")}
     image = np.zeros((36, 64, 3), dtype=np.uint8)
     boxes, _ = detector.detect("", [image], 320, 0.3)

@@ -50,13 +50,18 @@ class FakeDetector:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, int, float]] = []
         self.nms: list[float | None] = []  # nms_iou of each call, aligned with calls
+        self.backends: list[tuple[str | None, str | None]] = []  # (backend, precision) of each call
 
     def model(self, spec: str = ""):
         return SimpleNamespace(resolved=SimpleNamespace(name=f"fake-{spec or 'default'}"), version="v1")
 
-    def detect(self, spec, images, imgsz, confidence, nms_iou=None):
+    def engine(self, spec: str = "", backend=None, precision=None):
+        return SimpleNamespace(backend=backend or "torch", precision=precision or "fp32")
+
+    def detect(self, spec, images, imgsz, confidence, nms_iou=None, backend=None, precision=None):
         self.calls.append((spec, imgsz, len(images), confidence))
         self.nms.append(nms_iou)
+        self.backends.append((backend, precision))
         boxes = np.array(
             [
                 [100, 100, 140, 200, 0.9],  # anchor (120, 200): inside the region below
@@ -112,7 +117,9 @@ def camera(
 def grabber(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(grabber_mod, "make_source", lambda cid, stream: EndlessSource(cid))
     g = Grabber(
-        GrabberOptions(grabber_id="g-test", stats_interval_s=3600),
+        # the source repeats one still image: the motion gate would skip the detector after the first
+        # frame; these tests are about detection and batching (gating: test_streams_motion.py)
+        GrabberOptions(grabber_id="g-test", stats_interval_s=3600, motion_gating=False),
         MemoryPublisher(),
         FakeDetector(),
         LocalLeases(),
@@ -162,9 +169,50 @@ def test_groups_split_by_nms_iou_and_imgsz_none_follows_the_frame(grabber: Grabb
     assert set(sizes) == {(640, 360)}  # the frames' own size
 
 
+def test_groups_split_by_backend_and_stats_report_it(grabber: Grabber) -> None:
+    def with_backend(cid: str, backend: str | None, precision: str | None = None) -> CameraConfig:
+        cfg = json.loads(camera(cid, 320).to_json())
+        cfg["detection"].update(backend=backend, precision=precision)
+        return parse(CameraConfig, cfg)
+
+    grabber.set_configs(
+        [
+            with_backend("a", None),
+            with_backend("b", None),
+            with_backend("c", "openvino", "int8"),
+            with_backend("d", "onnx"),
+        ]
+    )
+    run_until(grabber, lambda: len(grabber.cameras) == 4)
+    time.sleep(0.1)
+    grabber.detector.calls.clear()
+    grabber.detector.backends.clear()
+    assert grabber.step() == 4
+    got = sorted(
+        ((b or "", p or ""), n)
+        for (_, _, n, _), (b, p) in zip(grabber.detector.calls, grabber.detector.backends, strict=True)
+    )
+    assert got == [(("", ""), 2), (("onnx", ""), 1), (("openvino", "int8"), 1)]
+    stats = parse(StreamStats, grabber.stats_for(grabber.cameras["c"], time.monotonic()).to_json())
+    assert (stats.inference_backend, stats.inference_precision) == ("openvino", "int8")
+    value = grabber.metrics.registry.get_sample_value(
+        "footfall_grabber_inference_backend", {"camera_id": "c", "backend": "openvino", "precision": "int8"}
+    )
+    assert value == 1.0
+    grabber.metrics.forget("c")
+    assert (
+        grabber.metrics.registry.get_sample_value(
+            "footfall_grabber_inference_backend", {"camera_id": "c", "backend": "openvino", "precision": "int8"}
+        )
+        is None
+    )
+
+
 def test_the_imgsz_option_overrides_every_camera(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(grabber_mod, "make_source", lambda cid, stream: EndlessSource(cid))
-    g = Grabber(GrabberOptions(grabber_id="g", imgsz=256), MemoryPublisher(), FakeDetector(), LocalLeases())
+    g = Grabber(
+        GrabberOptions(grabber_id="g", imgsz=256, motion_gating=False), MemoryPublisher(), FakeDetector(), LocalLeases()
+    )
     try:
         assert g.imgsz(camera("a", None)) == 256 and g.imgsz(camera("b", 320)) == 256
         g.options.imgsz = None
@@ -304,7 +352,12 @@ def test_unreachable_kafka_degrades_but_the_grabber_keeps_going(monkeypatch: pyt
     publisher = KafkaPublisher(
         "127.0.0.1:1", {FrameDetections: "t.det", StreamStats: "t.stats"}, max_messages=5, stall_s=0.3
     )
-    g = Grabber(GrabberOptions(grabber_id="g", stats_interval_s=3600), publisher, FakeDetector(), LocalLeases())
+    g = Grabber(
+        GrabberOptions(grabber_id="g", stats_interval_s=3600, motion_gating=False),
+        publisher,
+        FakeDetector(),
+        LocalLeases(),
+    )
     g.set_configs([camera("a", 320)])
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
