@@ -149,9 +149,14 @@ def run_accuracy(backend: str, precision: str, gating: bool) -> dict:
     cmd = [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--no-peer", "--backend", backend]
     cmd += ["--precision", precision, "--motion-gating", "on" if gating else "off"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-1000:]}
-    out = json.loads(proc.stdout)
+    text = proc.stdout
+    start = text.find("\n{\n") + 1 if not text.startswith("{") else 0  # exporters may log to stdout first
+    try:
+        if proc.returncode != 0:
+            raise ValueError(f"exit status {proc.returncode}")
+        out = json.loads(text[start:])
+    except ValueError as exc:  # one configuration's failure must not lose the others' figures
+        return {"error": f"{exc}: {(proc.stderr or text)[-1000:]}"}
     return {
         "pooled": out["pooled"]["accuracy"],
         "sequences": {k: v["accuracy"] for k, v in out["defaults"]["sequences"].items()},
