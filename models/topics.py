@@ -10,6 +10,7 @@ and outputs are co-partitioned and owned by one worker.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,9 @@ def ensure_topics(
 
     from models.kafka_security import librdkafka_security
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, **librdkafka_security(kafka)})
+    # librdkafka's own lines (a "%6|...|BGQUEUE|" notice as the client closes) go through logging,
+    # not straight to stderr, where they came before the main job's first line
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": log, **librdkafka_security(kafka)})
     existing = admin.list_topics(timeout=timeout_s).topics
     for spec in specs:
         if spec.name in existing and len(existing[spec.name].partitions) != spec.partitions:
