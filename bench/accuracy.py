@@ -38,6 +38,12 @@ person`` (one person's track whose boxes' bottom edge crossed where the person's
     .venv/bin/python bench/accuracy.py --grid imgsz=640,800 nms_iou=0.7,0.5 high_conf=0.5,0.3
     .venv/bin/python bench/accuracy.py --json bench/results/accuracy.json --no-peer
     .venv/bin/python bench/accuracy.py --no-peer --motion-gating off   # every frame detected
+    .venv/bin/python bench/accuracy.py --no-peer --backend openvino --precision int8 --lines grid
+
+``--lines grid`` adds :func:`grid_lines` to each sequence's own (229 crossings instead of 74, from
+``gt.txt`` by the same rule): a comparison of two detectors that does not turn on one crossing.
+``--calibration sequence`` calibrates INT8 on each sequence's own video, as a grabber without a
+calibration clip does on its cameras' frames (``streams/calibration.py``).
 
 Motion gating (``--motion-gating on``, the default, as in the grabber): each sequence's frames go
 through ``streams.motion`` (the region of interest from its lines) and a gated frame gets the boxes
@@ -85,6 +91,9 @@ MATCH_IOU = 0.4  # a track follows a ground-truth person on a frame when their b
 DETECTION_KEYS = ("imgsz", "nms_iou", "confidence")
 # The detector's inference backend and precision (streams/backends.py), set by --backend/--precision.
 BACKEND, PRECISION = "torch", "fp32"
+# INT8 calibration frames (--calibration): "default" is streams.backends' clip; "sequence" is each
+# sequence's own video, as a camera calibrated on its own stream would be.
+CALIBRATION = "default"
 
 
 # --------------------------------------------------------------------------- footage
@@ -213,6 +222,37 @@ def rule_crossings(boxes: np.ndarray, lines: dict[str, dict]) -> list[tuple[int,
     return out
 
 
+def grid_lines(width: int, height: int, columns: int = 8, rows: int = 6) -> dict[str, dict[str, list[float]]]:
+    """Full-height lines at every ``1/columns`` of the width and full-width lines at every ``1/rows``
+    of the height, named like the assets' (``x480``, ``y300``): many more crossings to measure
+    against than a sequence's own few lines (``--lines grid``), so that a comparison of two detectors
+    does not turn on one or two events."""
+    out = {
+        f"x{round(width * k / columns)}": {
+            "start": [round(width * k / columns), 0],
+            "end": [round(width * k / columns), height],
+        }
+        for k in range(1, columns)
+    }
+    out |= {
+        f"y{round(height * k / rows)}": {
+            "start": [0, round(height * k / rows)],
+            "end": [width, round(height * k / rows)],
+        }
+        for k in range(1, rows)
+    }
+    return out
+
+
+def expected_from(crossings: list[tuple[int, str, str, int]], lines: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Expected counts per line and direction from the reference rule's crossings (both directions
+    of every line, zeros included)."""
+    n = Counter((line, d) for _, line, d, _ in crossings)
+    return {
+        name: {d: n[(name, d)] for d in direction_names(line["start"], line["end"])} for name, line in lines.items()
+    }
+
+
 def tally(crossings: list[tuple[int, str, str, int]], expected: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     n = Counter((line, d) for _, line, d, _ in crossings)
     return {line: {d: n[(line, d)] for d in dirs} for line, dirs in expected.items()}
@@ -272,15 +312,17 @@ def _detections(seq: Sequence, imgsz: int, nms_iou: float, use_cache: bool = Tru
                 torch.__version__,
                 f"{imgsz}:{nms_iou}:{DET_FLOOR}",
                 *(() if (BACKEND, PRECISION) == ("torch", "fp32") else (BACKEND, PRECISION, backends_code())),
+                *((CALIBRATION,) if PRECISION == "int8" and CALIBRATION != "default" else ()),
             )
         ).encode()
     )
     tag = "" if (BACKEND, PRECISION) == ("torch", "fp32") else f"-{BACKEND}-{PRECISION}"
+    calibration = seq.video if PRECISION == "int8" and CALIBRATION == "sequence" else None
     path = CACHE / f"{seq.name}-{imgsz}-{nms_iou}{tag}-{key.hexdigest()[:10]}.npz"
     if use_cache and path.is_file():
         data = np.load(path)
         return np.split(data["boxes"], data["splits"])
-    detector = Detector("", "cpu", nms_iou=nms_iou, backend=BACKEND, precision=PRECISION)
+    detector = Detector("", "cpu", nms_iou=nms_iou, backend=BACKEND, precision=PRECISION, calibration=calibration)
     out: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     t0 = time.perf_counter()
@@ -606,16 +648,30 @@ def main() -> int:
     )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="detector precision")
     parser.add_argument(
+        "--calibration",
+        choices=("default", "sequence"),
+        default="default",
+        help="INT8 calibration frames: streams.backends' clip (default) or each sequence's own video",
+    )
+    parser.add_argument(
         "--motion-gating",
         choices=("on", "off", "both"),
         default="on",
         help="gate frames with streams.motion as the grabber does (default on, the grabber's default); "
         "both: also the defaults without gating, on the same detections",
     )
+    parser.add_argument(
+        "--lines",
+        choices=("files", "grid"),
+        default="files",
+        help="files: each sequence's lines.json and expected_crossings.json (default); grid: those lines plus "
+        "grid_lines(), expected counts from gt.txt by the reference rule (many more crossings; the gate's region "
+        "of interest grows with them)",
+    )
     parser.add_argument("--motion-threshold", type=float, help="the gate's min_fraction (default MotionParams')")
     args = parser.parse_args()
-    global BACKEND, PRECISION
-    BACKEND, PRECISION = args.backend, args.precision
+    global BACKEND, PRECISION, CALIBRATION
+    BACKEND, PRECISION, CALIBRATION = args.backend, args.precision, args.calibration
     motion = None
     if args.motion_gating in ("on", "both"):
         from dataclasses import replace
@@ -634,6 +690,10 @@ def main() -> int:
     for seq in seqs:
         truths[seq.name] = rule_crossings(seq.gt, seq.lines)
         check[seq.name] = errors(tally(truths[seq.name], seq.expected), seq.expected)
+        if args.lines == "grid":
+            seq.lines = {**grid_lines(seq.width, seq.height), **seq.lines}
+            truths[seq.name] = rule_crossings(seq.gt, seq.lines)
+            seq.expected = expected_from(truths[seq.name], seq.lines)
     use_cache = not args.no_cache
     defaults = evaluate(seqs, truths, {}, use_cache, causes=True, motion=motion)
     out: dict[str, Any] = {
@@ -644,7 +704,8 @@ def main() -> int:
         # the reference rule applied to gt.txt here vs expected_crossings.json (0 = reproduced)
         "ground_truth_rule_differences": check,
         "pooled": defaults["pooled"],
-        "detector": {"backend": BACKEND, "precision": PRECISION},
+        "detector": {"backend": BACKEND, "precision": PRECISION, "calibration": CALIBRATION},
+        "lines": args.lines,
         "motion_gating": None
         if motion is None
         else {"min_fraction": motion.min_fraction, "max_skip_s": motion.max_skip_s},
