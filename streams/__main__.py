@@ -64,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default=DEFAULT_PRECISION,
         choices=PRECISIONS,
-        help=f"fp32 or int8 (OpenVINO, calibrated on a clip) for cameras that do not set detection.precision "
-        f"(default {DEFAULT_PRECISION})",
+        help=f"fp32 or int8 (OpenVINO; calibrated on a clip, else on this grabber's own frames, fp32 until then) "
+        f"for cameras that do not set detection.precision (default {DEFAULT_PRECISION})",
     )
     det.add_argument(
         "--int8-calibration",
         type=Path,
-        help="clip whose frames calibrate INT8 (default $FOOTFALL_CALIBRATION_CLIP, else the development clip)",
+        help="clip whose frames calibrate INT8 (default $FOOTFALL_CALIBRATION_CLIP, else the development clip "
+        "where it exists, else the cameras' own frames: streams/calibration.py)",
     )
     det.add_argument(
         "--motion-gating",

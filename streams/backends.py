@@ -20,10 +20,12 @@ lives in site-packages, which may be read-only).
 else ONNX Runtime, else PyTorch. A failed export or load falls back to PyTorch with one log line and
 is remembered for the process (:class:`Engines`).
 
-INT8 is post-training quantisation with NNCF (``export(format="openvino", quantize=8, data=...)``),
-calibrated on frames of a clip (:func:`calibration_yaml`: ``FOOTFALL_CALIBRATION_CLIP``, else the
-development clip ``../shared/assets/crosswalk-640x360.mp4``); without a calibration clip INT8 falls
-back to FP32 with one log line.
+INT8 (the default on a CPU) is post-training quantisation of the FP32 OpenVINO export with NNCF
+(:func:`quantise_openvino`), calibrated on 300 frames of a clip (:func:`calibration_frames`:
+``FOOTFALL_CALIBRATION_CLIP``, else the development clip
+``../shared/assets/crosswalk-640x360.mp4`` where it exists), else on the grabber's own frames
+(``streams.calibration``: FP32 until a few hundred frames with people are kept, then the export runs in
+a background thread and the detector switches). A failed INT8 export runs FP32 with one log line.
 """
 
 from __future__ import annotations
@@ -40,15 +42,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.calibration import FrameSampler, folder_digest, frame_files
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 PRECISIONS = ("fp32", "int8")
 # The grabber's defaults (``--backend`` / ``--precision``); see streams/README.md for the figures.
-# INT8 would be the default if its pooled counting accuracy were within 0.01 of FP32's: it is 0.892
-# against 0.905 (bench/accuracy.py --backend openvino --precision int8|fp32, 2026-12-01).
+# INT8 is the default because its counting accuracy holds: pooled 0.905 against FP32's 0.905 on the
+# development footage, 0.664 against 0.642 on its grid of lines (bench/accuracy.py --backend openvino
+# --precision int8|fp32 [--lines grid], 2026-12-01). It applies to OpenVINO only; elsewhere FP32.
 DEFAULT_BACKEND = "auto"
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = "int8"
 # Which backends can run INT8 here (Ultralytics' exporter: NNCF for OpenVINO).
 INT8_BACKENDS = frozenset({"openvino"})
 EXPORT_IMGSZ = 640  # the shape traced for a dynamic export, and the INT8 calibration size
@@ -57,7 +62,7 @@ CACHE_ENV = "FOOTFALL_MODEL_CACHE"
 CALIBRATION_ENV = "FOOTFALL_CALIBRATION_CLIP"
 DEFAULT_CALIBRATION_CLIP = Path(__file__).resolve().parents[2] / "shared" / "assets" / "crosswalk-640x360.mp4"
 EXPORT_DIRNAME = ".footfall-exports"
-FORMAT_VERSION = "1"  # bump when the export recipe below changes
+FORMAT_VERSION = "3"  # bump when the export recipe below changes (3: INT8 by quantise_openvino)
 
 
 class BackendError(RuntimeError):
@@ -152,57 +157,111 @@ def calibration_clip() -> Path | None:
     return DEFAULT_CALIBRATION_CLIP if DEFAULT_CALIBRATION_CLIP.is_file() else None
 
 
-def calibration_yaml(clip: Path, folder: Path, names: dict[int, str], n: int = CALIBRATION_FRAMES) -> Path:
-    """A detection dataset of ``n`` frames spread over ``clip`` (JPEGs, empty label files) and its
-    YAML, for Ultralytics' INT8 calibration. No network, nothing but the clip."""
+def calibration_digest(calibration: Path) -> str:
+    """What an INT8 export's key records of its calibration: a clip's bytes, or a folder of frames'
+    (``streams.calibration``, which keeps the digest once the frames are deleted)."""
+    return folder_digest(calibration) if calibration.is_dir() else sha256_file(calibration)
+
+
+def calibration_frames(clip: Path, n: int = CALIBRATION_FRAMES) -> list:
+    """``n`` BGR frames spread over ``clip``: a video, or a folder of JPEGs (``streams.calibration``)."""
     import cv2
 
-    images, labels = folder / "images" / "val", folder / "labels" / "val"
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
-    cap = cv2.VideoCapture(str(clip))
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or n
-        step = max(1, total // n)
-        i = kept = 0
-        while kept < n:
-            ok, image = cap.read()
-            if not ok:
-                break
-            if i % step == 0:
-                cv2.imwrite(str(images / f"{kept:05d}.jpg"), image)
-                (labels / f"{kept:05d}.txt").write_text("")
-                kept += 1
-            i += 1
-    finally:
-        cap.release()
-    if kept == 0:
+    if clip.is_dir():
+        files = frame_files(clip)
+        out = [cv2.imread(str(path)) for path in files[:: max(1, len(files) // n)][:n]]
+        out = [image for image in out if image is not None]
+    else:
+        out = []
+        cap = cv2.VideoCapture(str(clip))
+        try:
+            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or n
+            step, i = max(1, total // n), 0
+            while len(out) < n:
+                ok, image = cap.read()
+                if not ok:
+                    break
+                if i % step == 0:
+                    out.append(image)
+                i += 1
+        finally:
+            cap.release()
+    if not out:
         raise BackendError(f"no frame could be read from the calibration clip {clip}")
-    data = folder / "calibration.yaml"
-    lines = [f"path: {folder}", "train: images/val", "val: images/val", "names:"]
-    lines += [f"  {k}: {v}" for k, v in sorted(names.items())]
-    data.write_text("\n".join(lines) + "\n")
-    return data
+    return out
+
+
+def model_input(image, imgsz: int = EXPORT_IMGSZ):
+    """A BGR frame as the exported model sees it at ``imgsz``: Ultralytics' letterbox to the minimal
+    rectangle (as for a dynamic model at inference), RGB, NCHW, 0..1."""
+    import numpy as np
+    from ultralytics.data.augment import LetterBox
+
+    boxed = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=32)(image=image)
+    return np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1))[None].astype(np.float32) / 255.0
+
+
+def head_scope(model) -> list[str]:
+    """The detection head's operations (box decoding, DFL, the class sigmoid), which stay in floating
+    point: quantising them moves the boxes themselves (as Ultralytics' own INT8 export does)."""
+    ops = model.get_ordered_ops()
+    sigmoids = [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"]
+    head = sigmoids[-1].split("/", 1)[0]
+    return [
+        op.get_friendly_name()
+        for op in ops
+        if op.get_type_name() == "Sigmoid" or op.get_friendly_name().startswith((f"{head}/", f"{head}.dfl"))
+    ]
+
+
+def quantise_openvino(fp32: Path, calibration: Path, out_dir: Path, imgsz: int = EXPORT_IMGSZ) -> Path:
+    """INT8 from an FP32 OpenVINO export (a ``*_openvino_model`` folder), with NNCF.
+
+    Ultralytics' ``quantize=8`` calibrates on a shuffled dataset (the order random per process) with
+    NNCF's fast bias correction on the first 100 frames, and letterboxes to a square: two exports of
+    the same frames differed by a crossing in 74, and were a crossing worse than FP32. Here the frames
+    are in order, shaped as at inference, and bias correction is the full one: pooled counting accuracy
+    equal to FP32's (``bench/accuracy.py``), the same model every time."""
+    import nncf
+    import openvino as ov
+
+    xml = next(fp32.glob("*.xml"))
+    model = ov.Core().read_model(str(xml))
+    data = [model_input(image, imgsz) for image in calibration_frames(calibration)]
+    quantised = nncf.quantize(
+        model,
+        nncf.Dataset(data),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(data),
+        fast_bias_correction=False,
+        ignored_scope=nncf.IgnoredScope(names=head_scope(model)),
+    )
+    out = out_dir / fp32.name.replace("_openvino_model", "_int8_openvino_model")
+    out.mkdir()
+    ov.save_model(quantised, str(out / xml.name), compress_to_fp16=False)
+    shutil.copyfile(fp32 / "metadata.yaml", out / "metadata.yaml")
+    return out
 
 
 def ultralytics_export(weights: Path, spec: ExportSpec, out_dir: Path, calibration: Path | None) -> Path:
-    """Export ``weights`` (a copy inside ``out_dir``) with Ultralytics; returns the exported path."""
+    """Export ``weights`` (a copy inside ``out_dir``) with Ultralytics; INT8 then quantises the FP32
+    export (:func:`quantise_openvino`). Returns the exported path."""
     from ultralytics import YOLO
 
+    if spec.precision == "int8" and calibration is None:
+        raise BackendError("INT8 needs a calibration clip (FOOTFALL_CALIBRATION_CLIP)")
     local = out_dir / weights.name
     shutil.copyfile(weights, local)
     model = YOLO(str(local))
     kwargs: dict = {"format": spec.format, "imgsz": spec.imgsz, "dynamic": spec.dynamic, "device": "cpu"}
     if spec.format == "onnx":
         kwargs["simplify"] = True
-    if spec.precision == "int8":
-        if calibration is None:
-            raise BackendError("INT8 needs a calibration clip (FOOTFALL_CALIBRATION_CLIP)")
-        kwargs["quantize"] = 8
-        kwargs["data"] = str(calibration_yaml(calibration, out_dir / "calibration", dict(model.names)))
     exported = Path(model.export(**kwargs))
     local.unlink(missing_ok=True)
-    shutil.rmtree(out_dir / "calibration", ignore_errors=True)
+    if spec.precision == "int8":
+        if spec.format != "openvino":
+            raise BackendError(f"INT8 is available with {', '.join(INT8_BACKENDS)} only")
+        return quantise_openvino(exported, calibration, out_dir, spec.imgsz)
     return exported
 
 
@@ -219,7 +278,14 @@ class ExportCache:
         self.root = root
         self.exporter = exporter
         self.exports = 0  # exports done by this instance
-        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._locks: dict[Path, threading.Lock] = {}  # one per entry: a long export blocks only its own
+
+    def root_for(self, weights: Path) -> Path:
+        return self.root or default_cache_root(weights)
+
+    def cached(self, weights: str | Path, spec: ExportSpec, calibration: Path | None = None) -> bool:
+        return _exported_in(self.folder(Path(weights), spec, calibration)) is not None
 
     def key(self, weights: Path, spec: ExportSpec, calibration: Path | None = None) -> str:
         parts = [
@@ -232,12 +298,14 @@ class ExportCache:
             ultralytics_version(),
         ]
         if spec.precision == "int8" and calibration is not None:
-            parts.append(sha256_file(calibration))
+            parts.append(calibration_digest(calibration))
         return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
     def folder(self, weights: Path, spec: ExportSpec, calibration: Path | None = None) -> Path:
-        root = self.root or default_cache_root(weights)
-        return root / f"{weights.stem}-{spec.format}-{spec.precision}-{self.key(weights, spec, calibration)}"
+        return (
+            self.root_for(weights)
+            / f"{weights.stem}-{spec.format}-{spec.precision}-{self.key(weights, spec, calibration)}"
+        )
 
     def get(self, weights: str | Path, spec: ExportSpec, calibration: Path | None = None) -> Path:
         """The exported model for ``weights`` and ``spec``: from the cache, else exported now."""
@@ -248,8 +316,10 @@ class ExportCache:
                 raise BackendError(
                     f"INT8 needs a calibration clip: set {CALIBRATION_ENV} (none at {DEFAULT_CALIBRATION_CLIP})"
                 )
-        with self._lock:
-            final = self.folder(weights, spec, calibration)
+        final = self.folder(weights, spec, calibration)
+        with self._guard:
+            lock = self._locks.setdefault(final, threading.Lock())
+        with lock:
             found = _exported_in(final)
             if found is not None:
                 log.debug("using cached export %s", found)
@@ -340,17 +410,37 @@ class Engine:
     path: str  # the weights or the exported model
 
 
+@dataclass
+class SelfCalibration:
+    """INT8 for one (weights, backend) calibrated on the grabber's own frames: collecting, exporting
+    in ``thread``, then ``engine`` (or ``failed``: FP32 for the rest of the process)."""
+
+    sampler: FrameSampler
+    thread: threading.Thread | None = None
+    engine: Engine | None = None
+    failed: bool = False
+
+
 class Engines:
     """Per (weights, backend, precision): the exported, loaded model, made once. A failure falls
-    back to PyTorch FP32 with one warning and is remembered, so it is not tried again."""
+    back to PyTorch FP32 with one warning and is remembered, so it is not tried again.
+
+    INT8 without a calibration clip calibrates on the frames the detector is given
+    (:meth:`offer`; ``streams.calibration``) and runs FP32 until the INT8 model is loaded."""
 
     def __init__(
-        self, cache: ExportCache | None = None, threads: int | None = None, calibration: Path | None = None
+        self,
+        cache: ExportCache | None = None,
+        threads: int | None = None,
+        calibration: Path | None = None,
+        calibration_frames: int = CALIBRATION_FRAMES,
     ) -> None:
         self.cache = cache or ExportCache()
         self.threads = threads
         self.calibration = calibration
+        self.calibration_frames = calibration_frames
         self._engines: dict[tuple[str, str, str], Engine] = {}
+        self._calibrating: dict[tuple[str, str], SelfCalibration] = {}
 
     def get(self, weights: str, backend: str, precision: str, torch_model) -> Engine:
         """``torch_model`` is the loaded ``.pt`` YOLO (the fallback and the torch backend)."""
@@ -361,25 +451,87 @@ class Engines:
             return engine
         if backend == "torch":
             if precision != "fp32":
-                log.warning("precision %s is not available with PyTorch; using fp32", precision)
+                log.info("INT8 is available with %s only; PyTorch runs fp32", ", ".join(INT8_BACKENDS))
             engine = Engine(torch_model, "torch", "fp32", weights)
         elif not Path(weights).is_file():
             log.warning("%s backend needs a weights file, %s is not one; using PyTorch", backend, weights)
             engine = Engine(torch_model, "torch", "fp32", weights)
         else:
             if precision == "int8" and backend not in INT8_BACKENDS:
-                log.warning("INT8 is available with %s only; %s runs fp32", ", ".join(INT8_BACKENDS), backend)
+                log.info("INT8 is available with %s only; %s runs fp32", ", ".join(INT8_BACKENDS), backend)
                 precision = "fp32"
-            engine = self._export_and_load(weights, backend, precision, torch_model)
+            if precision == "int8" and self.calibration is None and calibration_clip() is None:
+                calibrated = self._self_calibrated(weights, backend, torch_model)
+                if calibrated is None:  # still collecting or exporting: FP32 meanwhile
+                    return self.get(weights, backend, "fp32", torch_model)
+                engine = calibrated
+            else:
+                engine = self._export_and_load(weights, backend, precision, torch_model)
         log.info("detector %s runs on %s %s (%s)", Path(weights).name, engine.backend, engine.precision, engine.path)
         self._engines[key] = engine
         return engine
 
-    def _export_and_load(self, weights: str, backend: str, precision: str, torch_model) -> Engine:
+    def offer(self, weights: str, backend: str, precision: str, images, boxes) -> None:
+        """Frames just detected at FP32 and what was found in them, for a self-calibration that is
+        collecting (nothing otherwise)."""
+        job = self._calibrating.get((weights, backend)) if precision == "int8" else None
+        if job is None or job.engine is not None or job.failed or job.thread is not None:
+            return
+        if job.sampler.offer(images, boxes):
+            self._start_export(weights, backend, job)
+
+    def _self_calibrated(self, weights: str, backend: str, torch_model) -> Engine | None:
+        job = self._calibrating.get((weights, backend))
+        if job is None:
+            folder = self.cache.root_for(Path(weights)) / f"calibration-{sha256_file(weights)[:16]}"
+            job = self._calibrating[(weights, backend)] = SelfCalibration(FrameSampler(folder, self.calibration_frames))
+            spec = ExportSpec(backend, "int8")
+            if job.sampler.done and self.cache.cached(weights, spec, folder):  # calibrated by an earlier run
+                return self._export_and_load(weights, backend, "int8", torch_model, folder)
+            if job.sampler.done:  # its export was removed from the cache: calibrate again
+                job.sampler.reset()
+            log.info(
+                "INT8 for %s: no calibration clip (%s), so calibrating on this grabber's frames (%d of %d kept); "
+                "fp32 until then",
+                Path(weights).name,
+                CALIBRATION_ENV,
+                job.sampler.count,
+                self.calibration_frames,
+            )
+            if job.sampler.ready:
+                self._start_export(weights, backend, job)
+        if job.failed:
+            return self.get(weights, backend, "fp32", torch_model)
+        return job.engine
+
+    def _start_export(self, weights: str, backend: str, job: SelfCalibration) -> None:
+        def run() -> None:
+            try:
+                path = self.cache.get(weights, ExportSpec(backend, "int8"), job.sampler.folder)
+                engine = Engine(load_exported(path, backend, self.threads), backend, "int8", str(path))
+                job.sampler.seal()
+                job.engine = engine
+                log.info("INT8 for %s calibrated on %d frames of this grabber", Path(weights).name, job.sampler.wanted)
+            except Exception as exc:  # noqa: BLE001 - any failure: stay at fp32
+                log.warning(
+                    "%s int8 export/load failed for %s (%s: %s); staying at fp32",
+                    backend,
+                    weights,
+                    type(exc).__name__,
+                    str(exc)[:300],
+                )
+                job.failed = True
+
+        job.thread = threading.Thread(target=run, name=f"int8-export-{Path(weights).stem}", daemon=True)
+        job.thread.start()
+
+    def _export_and_load(
+        self, weights: str, backend: str, precision: str, torch_model, calibration: Path | None = None
+    ) -> Engine:
         try:
             if not installed(backend):
                 raise BackendError(f"{backend} runtime is not installed (pip install -e '.[fast]')")
-            path = self.cache.get(weights, ExportSpec(backend, precision), self.calibration)
+            path = self.cache.get(weights, ExportSpec(backend, precision), calibration or self.calibration)
             return Engine(load_exported(path, backend, self.threads), backend, precision, str(path))
         except Exception as exc:  # noqa: BLE001 - any export/load failure: run PyTorch instead
             if precision == "int8":  # try the same backend at fp32 before giving up on it

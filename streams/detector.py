@@ -295,4 +295,7 @@ class Detector:
             xyxy = b.xyxy.cpu().numpy().astype(float)
             conf = b.conf.cpu().numpy().astype(float).reshape(-1, 1)
             out.append(np.hstack([xyxy, conf]))
+        if engine.precision != "int8":  # an INT8 model still calibrating on these frames (streams.calibration)
+            chosen = pick_backend(backend or self.backend, self.device)
+            self.engines.offer(loaded.resolved.path, chosen, precision or self.precision, images, out)
         return out, elapsed_ms
