@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -98,7 +99,7 @@ class FrameSampler:
                 if scale < 1.0:
                     image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
                 self.folder.mkdir(parents=True, exist_ok=True)
-                path = self.folder / f"{self._count:05d}.jpg"
+                path = self.folder / f"{time.time_ns()}-{os.getpid()}.jpg"  # unique beside another grabber
                 tmp = path.with_suffix(".tmp")
                 ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
                 if not ok:

@@ -189,7 +189,7 @@ def test_frame_sampler_keeps_shrunk_frames_with_people_one_per_interval(tmp_path
     assert sampler.count == 2
     import cv2
 
-    kept = cv2.imread(str(tmp_path / "frames" / "00000.jpg"))
+    kept = cv2.imread(str(calibration.frame_files(tmp_path / "frames")[0]))
     assert kept.shape == (360, 640, 3)  # shrunk to the export's size
     resumed = calibration.FrameSampler(tmp_path / "frames", wanted=3, every_s=1.0, clock=lambda: now[0])
     assert resumed.count == 2  # a restarted grabber continues
