@@ -77,7 +77,7 @@ def installed(backend: str) -> bool:
 
 def pick_backend(requested: str, device: str = "cpu") -> str:
     """The backend ``requested`` means on ``device``: ``auto`` is PyTorch on a GPU; on a CPU OpenVINO
-    (FP32 as fast as ONNX Runtime, 1.2x PyTorch; the only one with INT8, 3.8x: ``bench/detector_cost.py``),
+    (FP32 about as fast as ONNX Runtime, 1.3x PyTorch; the only one with INT8, 4x: ``bench/detector_cost.py``),
     else ONNX Runtime, else PyTorch.
 
     >>> pick_backend("torch"), pick_backend("auto", "cuda:0")
