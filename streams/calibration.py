@@ -39,7 +39,7 @@ def folder_digest(folder: Path) -> str:
     if recorded.is_file():
         return recorded.read_text().strip()
     h = hashlib.sha256()
-    for path in sorted(folder.glob("*.jpg")):
+    for path in frame_files(folder):
         h.update(path.read_bytes())
     return h.hexdigest()
 

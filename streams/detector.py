@@ -295,7 +295,8 @@ class Detector:
             xyxy = b.xyxy.cpu().numpy().astype(float)
             conf = b.conf.cpu().numpy().astype(float).reshape(-1, 1)
             out.append(np.hstack([xyxy, conf]))
-        if engine.precision != "int8":  # an INT8 model still calibrating on these frames (streams.calibration)
+        wanted = precision or self.precision
+        if wanted == "int8" and engine.precision != "int8":  # INT8 may be calibrating on these frames
             chosen = pick_backend(backend or self.backend, self.device)
-            self.engines.offer(loaded.resolved.path, chosen, precision or self.precision, images, out)
+            self.engines.offer(loaded.resolved.path, chosen, wanted, images, out)
         return out, elapsed_ms
