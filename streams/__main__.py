@@ -293,5 +293,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def leave(code: int) -> None:
+    """Exit without the interpreter's teardown of native libraries: by now the publisher is flushed
+    and closed (its spool holds the rest), leases released and servers stopped. That teardown
+    (librdkafka, OpenVINO, torch) once kept a grabber that had logged "stopped" alive past its
+    supervisor's 20 s (a CI rehearsal; not reproduced in a dozen runs), and a supervisor then kills it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())
